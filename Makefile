@@ -1,0 +1,72 @@
+# Wardrobe: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATASET_DIR ?= /usr/share/datasets/fashion-mnist
+PYTEST_ARGS ?=
+# DVC and Great Expectations send no telemetry; stage scripts find `python` in the venv.
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := False
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup setup-gpu dataset repro test test-fast lint format lock clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed dataset ## Create .venv and install the pinned dependencies and the data package
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11+ needed"' \
+		|| { echo "setup: $(PYTHON) is older than 3.11; run: make setup PYTHON=python3.11"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+dataset: ## Install the Fashion-MNIST mirror package (Debian/Ubuntu, as root)
+	@if [ -f $(DATASET_DIR)/train-images-idx3-ubyte.gz ]; then \
+		echo "dataset: local mirror present in $(DATASET_DIR)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		echo "dataset: no local mirror in $(DATASET_DIR). Install it with"; \
+		echo "  sudo apt-get install dataset-fashion-mnist   (Debian/Ubuntu)"; \
+		echo "or set data.mirror in params.yaml; otherwise fetch downloads from data.urls."; \
+	fi
+
+setup-gpu: $(VENV)/.installed ## Replace the CPU build of TensorFlow with the CUDA build
+	$(BIN)/python -m pip uninstall --quiet --yes tensorflow-cpu
+	$(BIN)/python -m pip install --quiet 'tensorflow[and-cuda]==2.21.0'
+
+repro: setup ## Run the whole pipeline (dvc repro) with params.yaml
+	$(BIN)/dvc repro
+
+test: setup ## Run the whole test suite, slow end-to-end tests included
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup ## Run the unit tests only (no `slow` end-to-end tests)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed ## Check formatting and lint with ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed ## Format and fix what ruff can fix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+lock: $(VENV)/.installed ## Re-pin requirements.lock from a fresh resolve of pyproject.toml
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet '.[dev]'
+	{ sed -n '1,3p' requirements.lock; .venv-lock/bin/python -m pip freeze --exclude wardrobe; } \
+		> requirements.lock.new && mv requirements.lock.new requirements.lock
+	rm -rf .venv-lock
+
+clean: ## Remove caches (not data, models or the venv)
+	rm -rf .pytest_cache .ruff_cache src/*.egg-info
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

@@ -1,0 +1,243 @@
+"""Great Expectations suites over per-image summary tables of raw and processed images.
+
+An image array is reduced to a pandas table with one row per image (shape, dtype, pixel range,
+non-finite counts, border, label) and a table with one row per class (its count). The suites
+state what the tables must hold; Great Expectations evaluates them and renders Data Docs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from wardrobe.fsio import atomic_dir, write_json
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageExpectations:
+    """What one split of images must look like."""
+
+    name: str  # e.g. "processed/train"
+    image_shape: tuple[int, ...]  # per image: (28, 28) raw, (32, 32, 1) processed
+    dtype: str
+    pixel_range: tuple[float, float]
+    border: int  # width of the border that must be exactly 0; 0 = no border
+    count: int
+    num_classes: int
+    class_count_tolerance: float  # allowed relative deviation of a class from count/num_classes
+
+    @property
+    def slug(self) -> str:
+        return self.name.replace("/", "_")
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def summarize_images(images: np.ndarray, labels: np.ndarray, border: int) -> pd.DataFrame:
+    """One row per image: what the expectations look at. Pixel extremes skip NaN and inf,
+    which are counted in their own columns."""
+    n = len(images)
+    flat = images.reshape(n, -1)
+    table = {
+        "shape": np.full(n, shape_text(images.shape[1:]), dtype=object),
+        "dtype": np.full(n, str(images.dtype), dtype=object),
+    }
+    if np.issubdtype(images.dtype, np.floating):
+        finite = np.isfinite(flat)
+        table["n_nan"] = np.isnan(flat).sum(axis=1)
+        table["n_inf"] = np.isinf(flat).sum(axis=1)
+        if finite.all():
+            table["pixel_min"], table["pixel_max"] = flat.min(axis=1), flat.max(axis=1)
+        else:
+            table["pixel_min"] = np.where(finite, flat, np.inf).min(axis=1)
+            table["pixel_max"] = np.where(finite, flat, -np.inf).max(axis=1)
+    else:
+        table["n_nan"] = table["n_inf"] = np.zeros(n, dtype=np.int64)
+        table["pixel_min"], table["pixel_max"] = flat.min(axis=1), flat.max(axis=1)
+    if border:
+        mask = np.zeros(images.shape[1:3], dtype=bool)
+        mask[:border, :], mask[-border:, :], mask[:, :border], mask[:, -border:] = (True,) * 4
+        edge = images[:, mask].reshape(n, -1).astype(np.float64)
+        table["border_abs_max"] = np.nan_to_num(np.abs(edge), nan=np.inf).max(axis=1)
+    table["label"] = labels.astype(np.int64)
+    frame = pd.DataFrame(table)
+    frame.index.name = "image"
+    return frame
+
+
+def summarize_classes(labels: np.ndarray, num_classes: int) -> pd.DataFrame:
+    """One row per class with its number of images (labels outside the classes are ignored
+    here; the image table's label expectation reports them)."""
+    valid = labels[(labels >= 0) & (labels < num_classes)].astype(np.int64)
+    frame = pd.DataFrame(
+        {"label": np.arange(num_classes), "count": np.bincount(valid, minlength=num_classes)}
+    )
+    frame.index.name = "class"
+    return frame
+
+
+def image_expectations(spec: ImageExpectations) -> list[Any]:
+    import great_expectations as gx
+
+    e = gx.expectations
+    low, high = spec.pixel_range
+    found = [
+        e.ExpectTableRowCountToEqual(value=spec.count),
+        e.ExpectColumnValuesToBeInSet(column="shape", value_set=[shape_text(spec.image_shape)]),
+        e.ExpectColumnValuesToBeInSet(column="dtype", value_set=[spec.dtype]),
+        e.ExpectColumnValuesToBeBetween(column="pixel_min", min_value=low, max_value=high),
+        e.ExpectColumnValuesToBeBetween(column="pixel_max", min_value=low, max_value=high),
+        e.ExpectColumnValuesToBeInSet(column="n_nan", value_set=[0]),
+        e.ExpectColumnValuesToBeInSet(column="n_inf", value_set=[0]),
+        e.ExpectColumnValuesToBeInSet(column="label", value_set=list(range(spec.num_classes))),
+        e.ExpectColumnDistinctValuesToEqualSet(
+            column="label", value_set=list(range(spec.num_classes))
+        ),
+    ]
+    if spec.border:
+        found.append(e.ExpectColumnValuesToBeInSet(column="border_abs_max", value_set=[0.0]))
+    return found
+
+
+def class_expectations(spec: ImageExpectations) -> list[Any]:
+    import great_expectations as gx
+
+    even = spec.count / spec.num_classes
+    slack = spec.class_count_tolerance * even
+    return [
+        gx.expectations.ExpectColumnValuesToBeBetween(
+            column="count", min_value=even - slack, max_value=even + slack
+        )
+    ]
+
+
+def _describe(result: Any, table: str, examples: int) -> dict[str, Any]:
+    """The part of a GX expectation result that a person needs to act on."""
+    config = result.expectation_config
+    kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+    outcome = result.result or {}
+    entry: dict[str, Any] = {
+        "table": table,
+        "expectation": config.type,
+        "kwargs": kwargs,
+        "success": bool(result.success),
+    }
+    if "observed_value" in outcome:
+        observed = outcome["observed_value"]
+        entry["observed_value"] = observed.tolist() if hasattr(observed, "tolist") else observed
+    if "unexpected_count" in outcome:
+        entry["element_count"] = int(outcome.get("element_count", 0))
+        entry["unexpected_count"] = int(outcome["unexpected_count"])
+        index_list = outcome.get("partial_unexpected_index_list") or []
+        rows = [
+            next(iter(v for k, v in item.items() if k in ("image", "class")), None)
+            if isinstance(item, dict) else item
+            for item in index_list
+        ]  # fmt: skip
+        entry["unexpected_examples"] = [int(r) for r in rows[:examples] if r is not None]
+    if result.exception_info and result.exception_info.get("raised_exception"):
+        entry["exception"] = str(result.exception_info.get("exception_message"))
+    return entry
+
+
+def failure_line(entry: dict[str, Any]) -> str:
+    """'raw/train images: expect_column_values_to_be_between(pixel_max) 3 of 60000, e.g. 1, 5'"""
+    column = entry["kwargs"].get("column")
+    text = f"{entry['table']}: {entry['expectation']}" + (f"({column})" if column else "")
+    if "unexpected_count" in entry:
+        text += f" failed for {entry['unexpected_count']} of {entry['element_count']} rows"
+        if entry.get("unexpected_examples"):
+            text += ", e.g. " + ", ".join(str(i) for i in entry["unexpected_examples"])
+    elif "observed_value" in entry:
+        text += f" observed {entry['observed_value']!r}"
+    if "exception" in entry:
+        text += f" raised {entry['exception']}"
+    return text
+
+
+def run_checks(
+    batches: Sequence[tuple[ImageExpectations, np.ndarray, np.ndarray]],
+    out_dir: str | os.PathLike[str],
+    *,
+    examples: int = 5,
+) -> dict[str, Any]:
+    """Validate every (spec, images, labels) batch; write `summary.json` and the HTML Data Docs
+    to `out_dir` (replaced atomically) and return the summary."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    out_dir = Path(out_dir)
+    result_format = {"result_format": "SUMMARY", "partial_unexpected_count": max(examples, 1)}
+    entries: list[dict[str, Any]] = []
+    with atomic_dir(out_dir) as staging, tempfile.TemporaryDirectory() as gx_root:
+        context = gx.get_context(mode="file", project_root_dir=gx_root)
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        source = context.data_sources.add_pandas("fashion_mnist")
+        definitions = []
+        frames: dict[str, pd.DataFrame] = {}
+        titles: dict[str, str] = {}
+        for spec, images, labels in batches:
+            tables = {
+                "images": (summarize_images(images, labels, spec.border), image_expectations),
+                "classes": (summarize_classes(labels, spec.num_classes), class_expectations),
+            }
+            for kind, (frame, build) in tables.items():
+                name = f"{spec.slug}_{kind}"
+                suite = context.suites.add(gx.ExpectationSuite(name=name))
+                for expectation in build(spec):
+                    suite.add_expectation(expectation)
+                asset = source.add_dataframe_asset(name)
+                batch = asset.add_batch_definition_whole_dataframe("whole")
+                definitions.append(
+                    context.validation_definitions.add(
+                        gx.ValidationDefinition(name=name, data=batch, suite=suite)
+                    )
+                )
+                frames[name] = frame
+                titles[name] = f"{spec.name} {kind}"
+        # One checkpoint per table: each run gets its own dataframe.
+        for definition in definitions:
+            checkpoint = context.checkpoints.add(
+                gx.Checkpoint(
+                    name=f"check_{definition.name}",
+                    validation_definitions=[definition],
+                    actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+                    result_format=result_format,
+                )
+            )
+            outcome = checkpoint.run(batch_parameters={"dataframe": frames[definition.name]})
+            table = titles[definition.name]
+            for validation in outcome.run_results.values():
+                entries += [_describe(r, table, examples) for r in validation.results]
+            log.info("checked %s: %s", table, "ok" if outcome.success else "FAILED")
+        site = Path(gx_root) / "gx" / "uncommitted" / "data_docs" / "local_site"
+        shutil.copytree(site, staging / "data_docs")
+        failed = [e for e in entries if not e["success"]]
+        summary = {
+            "success": not failed,
+            "evaluated": len(entries),
+            "failed": len(failed),
+            "failures": [failure_line(e) for e in failed],
+            "data_docs": "data_docs/index.html",
+            "tables": {
+                spec.name: {"count": len(labels), "expected_count": spec.count}
+                for spec, _, labels in batches
+            },
+            "expectations": entries,
+        }
+        write_json(staging / "summary.json", summary)
+    return summary

@@ -1,0 +1,135 @@
+"""Shared fixtures: the real dataset, synthetic IDX files and a local HTTP mirror."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wardrobe.data import CanonicalFile
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_MIRROR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def real_mirror() -> Path:
+    """The Debian package's copy of Fashion-MNIST (installed by `make setup` as root)."""
+    if not (REAL_MIRROR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"{REAL_MIRROR} is missing: apt-get install dataset-fashion-mnist")
+    return REAL_MIRROR
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode a uint8 array as an IDX file."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def write_raw_dir(path: Path, per_class: dict[str, int], seed: int = 0) -> Path:
+    """A small raw dir in the canonical layout: random images, `per_class` images per class."""
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    names = {
+        "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    }
+    for split, n in per_class.items():
+        labels = np.tile(np.arange(10, dtype=np.uint8), n)
+        images = rng.integers(0, 256, size=(len(labels), 28, 28), dtype=np.uint8)
+        images_name, labels_name = names[split]
+        (path / images_name).write_bytes(idx_bytes(images))
+        (path / labels_name).write_bytes(idx_bytes(labels))
+    return path
+
+
+@pytest.fixture
+def small_files(tmp_path: Path) -> tuple[dict[str, CanonicalFile], Path]:
+    """Four small synthetic 'canonical' files (content + checksum) and a dir of their .gz."""
+    source = tmp_path / "small_source"
+    source.mkdir()
+    files = {}
+    for i, name in enumerate(["a-images-idx3-ubyte", "a-labels-idx1-ubyte"]):
+        content = bytes(range(256)) * (i + 1) * 4
+        (source / f"{name}.gz").write_bytes(gzip.compress(content))
+        files[name] = CanonicalFile(name, hashlib.sha256(content).hexdigest(), len(content))
+    return files, source
+
+
+@dataclass
+class Mirror:
+    """A local HTTP server over a directory, with per-file misbehaviour for tests."""
+
+    root: Path
+    port: int = 0
+    fail_first: dict[str, int] = field(default_factory=dict)  # path -> 500s before success
+    drop: set[str] = field(default_factory=set)  # paths whose body is cut short
+    delay_s: float = 0.0
+    requests: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+
+@pytest.fixture
+def http_mirror(tmp_path: Path) -> Iterator[Mirror]:
+    root = tmp_path / "http_root"
+    root.mkdir()
+    mirror = Mirror(root)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, *args):  # keep test output quiet
+            pass
+
+        def do_GET(self):
+            mirror.requests.append(self.path)
+            if mirror.delay_s:
+                threading.Event().wait(mirror.delay_s)
+            if mirror.fail_first.get(self.path, 0) > 0:
+                mirror.fail_first[self.path] -= 1
+                self.send_error(503, "Service Unavailable")
+                return
+            if self.path in mirror.drop:
+                body = (root / self.path.lstrip("/")).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2])
+                self.close_connection = True
+                return
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    mirror.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield mirror
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A loopback URL on which nothing listens."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"

@@ -1,0 +1,127 @@
+"""End to end: `dvc repro` in a temporary git repository holding the project, on real data."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT
+from wardrobe.data import CANONICAL_FILES, load_split, sha256_file
+
+pytestmark = pytest.mark.slow
+VENV_BIN = Path(sys.executable).parent
+
+
+def project_repo(dest: Path) -> Path:
+    """Copy the project's files (tracked and not ignored) into a fresh git repository."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout.split("\0")  # fmt: skip
+    for rel in filter(None, listed):
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "project"], cwd=dest, check=True)
+    return dest
+
+
+def dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(repo / "src"),  # the copy's code, not the installed checkout's
+        "DVC_NO_ANALYTICS": "1",
+        "GX_ANALYTICS_ENABLED": "False",
+    }
+    return subprocess.run(
+        [str(VENV_BIN / "dvc"), *args], cwd=repo, env=env, capture_output=True, text=True,
+        timeout=900,
+    )  # fmt: skip
+
+
+def edit_params(repo: Path, section: str, **values) -> None:
+    path = repo / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw[section].update(values)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def ran_stages(result: subprocess.CompletedProcess) -> list[str]:
+    return [
+        line.split("'")[1]
+        for line in result.stdout.splitlines()
+        if line.startswith("Running stage")
+    ]
+
+
+def test_repro_validate_on_real_data(tmp_path, real_mirror):
+    repo = project_repo(tmp_path / "project")
+    first = dvc(repo, "repro", "validate")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert ran_stages(first) == ["fetch", "preprocess", "validate"]
+
+    for name, expected in CANONICAL_FILES.items():
+        assert sha256_file(repo / "data" / "raw" / name) == expected.sha256
+    for split, n in (("train", 60000), ("test", 10000)):
+        images, labels = load_split(repo / "data" / "processed" / f"{split}.npz")
+        assert images.shape == (n, 32, 32, 1) and images.dtype == np.float32
+        assert labels.dtype == np.uint8
+        assert images.min() == 0.0 and images.max() == 1.0
+        assert not images[:, :2].any() and not images[:, -2:].any()
+        assert not images[:, :, :2].any() and not images[:, :, -2:].any()
+        np.testing.assert_array_equal(np.bincount(labels), [n // 10] * 10)
+    summary = json.loads((repo / "reports" / "data_checks" / "summary.json").read_text())
+    assert summary["success"] is True and summary["failed"] == 0
+    assert (repo / "reports" / "data_checks" / "data_docs" / "index.html").is_file()
+
+    again = dvc(repo, "repro")
+    assert again.returncode == 0, again.stderr
+    assert ran_stages(again) == []
+    assert "Data and pipelines are up to date" in again.stdout
+
+    edit_params(repo, "checks", examples=3)  # only validate reads checks.*
+    edited = dvc(repo, "repro")
+    assert edited.returncode == 0, edited.stderr
+    assert ran_stages(edited) == ["validate"]
+
+
+def test_corrupt_mirror_stops_the_pipeline_at_fetch(tmp_path, real_mirror, closed_port_url):
+    repo = project_repo(tmp_path / "project")
+    good = dvc(repo, "repro", "fetch")
+    assert good.returncode == 0, good.stderr
+    raw_before = {p.name: sha256_file(p) for p in (repo / "data" / "raw").iterdir()}
+
+    corrupt = tmp_path / "corrupt_mirror"
+    shutil.copytree(real_mirror, corrupt)
+    target = corrupt / "train-images-idx3-ubyte.gz"
+    payload = bytearray(target.read_bytes())
+    payload[len(payload) // 2] ^= 0x01  # one flipped byte in the compressed stream
+    target.write_bytes(bytes(payload))
+    with pytest.raises((OSError, EOFError)):
+        gzip.decompress(bytes(payload))
+    edit_params(repo, "data", mirror=str(corrupt), urls=[closed_port_url], retries=0)
+
+    failed = dvc(repo, "repro")
+    assert failed.returncode != 0
+    output = failed.stdout + failed.stderr
+    assert ran_stages(failed) == ["fetch"]
+    errors = [line for line in output.splitlines() if line.startswith("fetch: error:")]
+    assert len(errors) == 1 and str(target) in errors[0], output
+    assert "Traceback" not in output
+    assert not (repo / "data" / "processed").exists()
+    assert not (repo / "reports" / "data_checks").exists()
+    # The good copy from the first run is intact.
+    assert {p.name: sha256_file(p) for p in (repo / "data" / "raw").iterdir()} == raw_before
