@@ -7,7 +7,16 @@ import yaml
 
 from conftest import ROOT
 from wardrobe.errors import ParamsError
-from wardrobe.params import ChecksParams, DataParams, PreprocessParams, load_section, read_params
+from wardrobe.params import (
+    AEParams,
+    ChecksParams,
+    DataParams,
+    PreprocessParams,
+    VAEParams,
+    load_section,
+    load_seed,
+    read_params,
+)
 
 
 def test_project_params_load():
@@ -19,6 +28,14 @@ def test_project_params_load():
     assert pre.limit_train is None and pre.limit_test is None
     checks = load_section(ChecksParams.from_raw, path)
     assert checks.raw_train_count == 60000 and checks.processed_pixel_range == (0.0, 1.0)
+    ae = load_section(AEParams.from_raw, path)
+    assert (ae.latent_dim, ae.filters, ae.loss, ae.epochs, ae.batch_size) == (
+        2, (32, 64, 128), "bce", 5, 100,
+    )  # fmt: skip
+    vae = load_section(VAEParams.from_raw, path)
+    assert (vae.beta, vae.learning_rate, vae.epochs, vae.batch_size) == (500.0, 0.0005, 5, 100)
+    assert ae.deterministic and vae.deterministic
+    assert load_seed(read_params(path), str(path)) == 42
 
 
 def write(tmp_path, mutate):
@@ -52,6 +69,15 @@ def write(tmp_path, mutate):
          r"checks.processed_pixel_range must be a list \[low, high\]"),
         (ChecksParams, lambda r: r["checks"].update(examples=-1),
          r"checks.examples must be at least 0"),
+        (AEParams, lambda r: r["ae"].update(loss="l1"), r"ae.loss must be one of bce, mse"),
+        (AEParams, lambda r: r["ae"].update(filters=[8] * 6),
+         r"ae.filters must be a list of 1 to 5 positive integers"),
+        (AEParams, lambda r: r["ae"].update(deterministic="yes"),
+         r"ae.deterministic must be true or false"),
+        (VAEParams, lambda r: r["vae"].update(beta=0), r"vae.beta must be greater than 0"),
+        (VAEParams, lambda r: r["vae"].update(learning_rate=-1e-3),
+         r"vae.learning_rate must be greater than 0"),
+        (VAEParams, lambda r: r["vae"].update(batch_size=0), r"vae.batch_size must be at least 1"),
     ],
 )  # fmt: skip
 def test_bad_values_name_key_and_rule(tmp_path, cls, mutate, message):
@@ -70,3 +96,9 @@ def test_unreadable_files(tmp_path):
     (tmp_path / "list.yaml").write_text("- a\n")
     with pytest.raises(ParamsError, match="must be a mapping of sections"):
         read_params(tmp_path / "list.yaml")
+
+
+def test_seed_must_be_a_non_negative_integer(tmp_path):
+    path = write(tmp_path, lambda r: r.update(seed=-3))
+    with pytest.raises(ParamsError, match="seed must be a non-negative integer, got -3"):
+        load_seed(read_params(path), str(path))

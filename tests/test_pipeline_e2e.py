@@ -87,13 +87,13 @@ def test_repro_validate_on_real_data(tmp_path, real_mirror):
     assert summary["success"] is True and summary["failed"] == 0
     assert (repo / "reports" / "data_checks" / "data_docs" / "index.html").is_file()
 
-    again = dvc(repo, "repro")
+    again = dvc(repo, "repro", "validate")
     assert again.returncode == 0, again.stderr
     assert ran_stages(again) == []
     assert "Data and pipelines are up to date" in again.stdout
 
     edit_params(repo, "checks", examples=3)  # only validate reads checks.*
-    edited = dvc(repo, "repro")
+    edited = dvc(repo, "repro", "validate")
     assert edited.returncode == 0, edited.stderr
     assert ran_stages(edited) == ["validate"]
 
@@ -125,3 +125,39 @@ def test_corrupt_mirror_stops_the_pipeline_at_fetch(tmp_path, real_mirror, close
     assert not (repo / "reports" / "data_checks").exists()
     # The good copy from the first run is intact.
     assert {p.name: sha256_file(p) for p in (repo / "data" / "raw").iterdir()} == raw_before
+
+
+def test_quick_pipeline_trains_both_models_and_reruns_only_what_changed(tmp_path, real_mirror):
+    repo = project_repo(tmp_path / "project")
+    edit_params(repo, "preprocess", limit_train=500, limit_test=200)
+    for section in ("ae", "vae"):
+        edit_params(repo, section, epochs=1)
+    first = dvc(repo, "repro")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert ran_stages(first) == ["fetch", "preprocess", "validate", "train_ae", "train_vae"]
+    for model, files in (("ae", "autoencoder"), ("vae", "vae")):
+        assert (repo / "models" / model / f"{files}.keras").is_file()
+        assert (repo / "models" / model / "run.json").is_file()
+
+    noop = dvc(repo, "repro")
+    assert noop.returncode == 0, noop.stderr
+    assert ran_stages(noop) == [] and "Data and pipelines are up to date" in noop.stdout
+
+    edit_params(repo, "vae", beta=1000)
+    second = dvc(repo, "repro")
+    assert second.returncode == 0, second.stderr
+    assert ran_stages(second) == ["train_vae"]
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs(["1"], order_by=["attributes.start_time ASC"])
+    assert [(r.info.run_name, r.info.status) for r in runs] == [
+        ("ae", "FINISHED"), ("vae", "FINISHED"), ("vae", "FINISHED"),
+    ]  # fmt: skip
+    assert runs[-1].data.params["vae.beta"] == "1000.0"
+    plots = dvc(repo, "plots", "show", "--json")
+    assert plots.returncode == 0, plots.stderr
+    rendered = json.loads(plots.stdout)["data"]
+    for name in ("ae_loss", "vae_losses", "vae_kl"):
+        assert rendered[name], name

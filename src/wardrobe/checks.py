@@ -241,3 +241,21 @@ def run_checks(
         }
         write_json(staging / "summary.json", summary)
     return summary
+
+
+def require_passed(summary_path: str | os.PathLike[str]) -> None:
+    """Refuse to go on unless the data checks ran and passed (training stages call this)."""
+    import json
+
+    from wardrobe.errors import ChecksFailed
+
+    path = Path(summary_path)
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise ChecksFailed(f"{path}: missing or unreadable; run `dvc repro validate`") from None
+    if summary.get("success") is not True:
+        raise ChecksFailed(
+            f"{path}: the data checks failed ({'; '.join(summary.get('failures', []))}); "
+            "fix the data and run `dvc repro validate` before training"
+        )

@@ -69,6 +69,33 @@ class _Section:
             )
         return value
 
+    def bool(self, key: str) -> bool:
+        value = self.values[key]
+        if not isinstance(value, bool):
+            self.fail(key, f"must be true or false, got {value!r}")
+        return value
+
+    def choice(self, key: str, options: tuple[str, ...]) -> str:
+        value = self.values[key]
+        if value not in options:
+            self.fail(key, f"must be one of {', '.join(options)}, got {value!r}")
+        return value
+
+    def filters(self, key: str) -> tuple[int, ...]:
+        """Convolution filter counts, one per stride-2 layer: 32 must halve that many times."""
+        value = self.values[key]
+        if (
+            not isinstance(value, list)
+            or not 1 <= len(value) <= 5
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        ):
+            self.fail(
+                key,
+                f"must be a list of 1 to 5 positive integers (one per stride-2 "
+                f"convolution of the 32x32 input), got {value!r}",
+            )
+        return tuple(value)
+
     def str_list(self, key: str) -> tuple[str, ...]:
         value = self.values[key]
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
@@ -161,6 +188,73 @@ class ChecksParams:
             class_count_tolerance=s.float("class_count_tolerance", minimum=0.0),
             examples=s.int("examples", minimum=0),
         )
+
+
+@dataclass(frozen=True)
+class AEParams:
+    """The autoencoder (stage train_ae)."""
+
+    latent_dim: int
+    filters: tuple[int, ...]  # encoder convolutions; the decoder mirrors them
+    loss: str  # bce | mse
+    learning_rate: float  # Adam
+    epochs: int
+    batch_size: int
+    deterministic: bool  # TensorFlow op determinism: same seed, same metrics
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any], source: str) -> AEParams:
+        s = _section(raw, "ae", cls, source)
+        return cls(
+            latent_dim=s.int("latent_dim", minimum=1),
+            filters=s.filters("filters"),
+            loss=s.choice("loss", ("bce", "mse")),
+            learning_rate=_positive(s, "learning_rate"),
+            epochs=s.int("epochs", minimum=1),
+            batch_size=s.int("batch_size", minimum=1),
+            deterministic=s.bool("deterministic"),
+        )
+
+
+@dataclass(frozen=True)
+class VAEParams:
+    """The variational autoencoder (stage train_vae)."""
+
+    latent_dim: int
+    filters: tuple[int, ...]
+    beta: float  # weight of the reconstruction term against the KL term
+    learning_rate: float
+    epochs: int
+    batch_size: int
+    deterministic: bool
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any], source: str) -> VAEParams:
+        s = _section(raw, "vae", cls, source)
+        return cls(
+            latent_dim=s.int("latent_dim", minimum=1),
+            filters=s.filters("filters"),
+            beta=_positive(s, "beta"),
+            learning_rate=_positive(s, "learning_rate"),
+            epochs=s.int("epochs", minimum=1),
+            batch_size=s.int("batch_size", minimum=1),
+            deterministic=s.bool("deterministic"),
+        )
+
+
+def _positive(s: _Section, key: str) -> float:
+    value = s.float(key)
+    if value <= 0:
+        s.fail(key, f"must be greater than 0, got {value}")
+    return value
+
+
+def load_seed(raw: Mapping[str, Any], source: str) -> int:
+    """The top-level `seed`: every random draw of a training stage derives from it."""
+    seed = raw.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ParamsError(f"{source}: seed must be a non-negative integer, got {seed!r}")
+    return seed
 
 
 def read_params(path: str | os.PathLike[str] = DEFAULT_PARAMS_PATH) -> dict[str, Any]:

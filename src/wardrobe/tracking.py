@@ -1,0 +1,249 @@
+"""MLflow: where runs go, what they are tagged with, and how models are logged.
+
+The default store is an SQLite file `mlflow.db` at the project root (artifacts in `mlartifacts/`
+beside it); `MLFLOW_TRACKING_URI` points every run at a shared server instead. Paths are
+absolute and resolved from the *project's* root, also when DVC runs a stage in a temporary copy
+under `.dvc/tmp/exps/`, so runs of `dvc exp run --temp` and `dvc queue` land in the same store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from wardrobe.errors import WardrobeError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPERIMENT = "wardrobe"
+REACHABILITY_TIMEOUT_S = 10.0
+CANDIDATE_ALIAS = "candidate"
+
+# MLflow's HTTP client otherwise retries an unreachable server for minutes.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+class TrackingError(WardrobeError):
+    """The tracking store cannot be reached or written."""
+
+
+def project_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """The project's root: the directory holding dvc.yaml, outside any DVC temporary copy."""
+    path = Path(start or Path.cwd()).resolve()
+    parts = path.parts
+    for i in range(len(parts) - 3):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    for candidate in (path, *path.parents):
+        if (candidate / "dvc.yaml").is_file():
+            return candidate
+    return path
+
+
+def tracking_uri(root: Path | None = None) -> str:
+    """`MLFLOW_TRACKING_URI` when set, else sqlite:///<project root>/mlflow.db."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{(root or project_root()) / 'mlflow.db'}"
+
+
+def artifact_root(root: Path | None = None) -> str:
+    return ((root or project_root()) / "mlartifacts").as_uri()
+
+
+def check_reachable(uri: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None:
+    """Fail fast, with the URI and the fix, when a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered: a server that has no /health page, or wants credentials
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(
+            f"MLflow tracking server {uri} is unreachable ({reason}); start it, fix "
+            "MLFLOW_TRACKING_URI, or unset it to track into the project's mlflow.db"
+        ) from None
+
+
+def configure(experiment: str | None = None) -> str:
+    """Point MLflow at the project's store and experiment; return the tracking URI."""
+    import mlflow
+
+    for noisy in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    root = project_root()
+    uri = tracking_uri(root)
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+    try:
+        if mlflow.get_experiment_by_name(name) is None:
+            location = None if uri.startswith(("http://", "https://")) else artifact_root(root)
+            mlflow.create_experiment(name, artifact_location=location)
+        mlflow.set_experiment(name)
+    except mlflow.exceptions.MlflowException as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrackingError(
+            f"MLflow tracking store {uri} refused the experiment '{name}': {first_line}"
+        ) from None
+    return uri
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def run_tags(data_sha256: str) -> dict[str, str]:
+    """Git commit and dirtiness of the stage's work tree, the DVC experiment, the data hash."""
+    here = Path.cwd()
+    commit = _git(here, "rev-parse", "HEAD")
+    status = _git(here, "status", "--porcelain", "--untracked-files=no")
+    tags = {
+        "git_commit": commit or "unknown",
+        "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
+        "processed_data_sha256": data_sha256,
+    }
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"ae": {"filters": (32, 64)}} -> {"ae.filters": "[32, 64]"}: MLflow params are flat."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}."))
+        elif isinstance(value, list | tuple):
+            flat[name] = json.dumps(list(value))
+        else:
+            flat[name] = value
+    return flat
+
+
+@contextlib.contextmanager
+def training_run(
+    run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
+) -> Iterator[Any]:
+    """An MLflow run that ends FINISHED, FAILED (an exception) or KILLED (an interrupt)."""
+    import mlflow
+
+    run = mlflow.start_run(run_name=run_name, tags=dict(tags))
+    try:
+        mlflow.log_params(flatten(params))
+        yield run
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
+
+
+class EpochMetrics(keras.callbacks.Callback):
+    """Logs every epoch's train and validation metrics to the active MLflow run (the one
+    mechanism for per-epoch metrics: no autolog beside it)."""
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        import mlflow
+
+        if logs:
+            mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch + 1)
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    name: str
+    model_uri: str
+    registered_name: str | None = None
+    version: str | None = None
+
+
+def keras_signature(model: keras.Model) -> Any:
+    """The model's input and output tensors as an MLflow signature (batch dimension free).
+
+    A subclassed model (the VAE) has no symbolic tensors of its own: it maps its encoder's
+    input to its decoder's output."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    functional = model if getattr(model, "outputs", None) else None
+    inputs = (functional or model.encoder).inputs
+    outputs = (functional or model.decoder).outputs
+    # Several outputs (the VAE encoder's z_mean, z_log_var, z) need names: their layers'.
+    output_names = functional.output_names if functional and len(outputs) > 1 else None
+
+    def schema(tensors: list[Any], names: list[str] | None) -> Schema:
+        return Schema(
+            [
+                TensorSpec(np.dtype(t.dtype), (-1, *t.shape[1:]), names[i] if names else None)
+                for i, t in enumerate(tensors)
+            ]
+        )
+
+    return ModelSignature(
+        inputs=schema(list(inputs), None), outputs=schema(list(outputs), output_names)
+    )
+
+
+def log_keras_model(
+    model: keras.Model, name: str, registered_name: str | None = None
+) -> LoggedModel:
+    """Log a Keras model to the active run; optionally register it with the alias
+    `candidate` on the new version. Loading it back needs `import wardrobe.models` first
+    (the custom layers' registration)."""
+    import mlflow
+    import tensorflow as tf
+
+    requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
+    info = mlflow.keras.log_model(
+        model,
+        name=name,
+        signature=keras_signature(model),
+        pip_requirements=requirements,
+        registered_model_name=registered_name,
+    )
+    version = None
+    if registered_name:
+        version = str(info.registered_model_version)
+        mlflow.MlflowClient().set_registered_model_alias(registered_name, CANDIDATE_ALIAS, version)
+    return LoggedModel(name, info.model_uri, registered_name, version)
+
+
+def run_record(run: Any, uri: str, models: list[LoggedModel]) -> dict[str, Any]:
+    """What run.json holds: enough for later stages to log into the same run."""
+    return {
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "experiment_id": run.info.experiment_id,
+        "tracking_uri": uri,
+        "models": [asdict(m) for m in models],
+    }

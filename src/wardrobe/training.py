@@ -1,0 +1,199 @@
+"""The one training loop both models use: seeding, the tf.data input pipeline, callbacks, the
+per-epoch history, and the atomic write of the model directory with its MLflow run."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from wardrobe import tracking
+from wardrobe.data import sha256_file
+from wardrobe.errors import WardrobeError
+from wardrobe.fsio import atomic_dir, write_json
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(WardrobeError):
+    """A loss or metric became NaN or infinite."""
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and TensorFlow; with `deterministic`, also make TF ops deterministic
+    (it cannot be switched off again in the same process)."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def make_dataset(
+    images: np.ndarray, batch_size: int, *, seed: int | None, autoencoding: bool
+) -> tf.data.Dataset:
+    """Batches of images (VAE) or (images, images) pairs (AE), reshuffled every epoch when
+    `seed` is given. Shuffling indices and gathering whole batches keeps the per-image cost
+    of the pipeline near zero: the images stay one tensor in memory."""
+    data = tf.constant(images)
+    order = tf.data.Dataset.range(len(images))
+    if seed is not None:
+        order = order.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    batches = order.batch(batch_size).map(
+        lambda idx: tf.gather(data, idx), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    if autoencoding:
+        batches = batches.map(lambda x: (x, x))
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+class TerminateOnNonFinite(keras.callbacks.Callback):
+    """Keras' TerminateOnNaN watches only `loss`; this watches every logged value (the VAE
+    reports total_loss, reconstruction_loss and kl_loss) and remembers where it stopped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = 0
+        self.problem: str | None = None
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        for name, value in (logs or {}).items():
+            if not math.isfinite(float(value)):
+                self.problem = f"{name} became {float(value)} at epoch {self.epoch + 1}, "
+                self.problem += f"batch {batch + 1}"
+                self.model.stop_training = True
+                return
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` and `images_per_second` (training only) to each epoch's logs."""
+
+    def __init__(self, train_images: int) -> None:
+        super().__init__()
+        self.train_images = train_images
+        self.train_seconds = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self.start = time.perf_counter()
+
+    def on_test_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        self.train_seconds = time.perf_counter() - self.start
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self.start
+            logs["images_per_second"] = self.train_images / max(self.train_seconds, 1e-9)
+
+
+def fit(
+    model: keras.Model,
+    train_images: np.ndarray,
+    val_images: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    autoencoding: bool,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = 2,
+) -> pd.DataFrame:
+    """Train a compiled model with the test set as validation data; return the per-epoch
+    history (one row per epoch). Raises TrainingDiverged when a value stops being finite."""
+    watchdog = TerminateOnNonFinite()
+    history = model.fit(
+        make_dataset(train_images, batch_size, seed=seed, autoencoding=autoencoding),
+        validation_data=make_dataset(val_images, batch_size, seed=None, autoencoding=autoencoding),
+        epochs=epochs,
+        shuffle=False,  # the dataset reshuffles itself, seeded
+        callbacks=[watchdog, EpochTimer(len(train_images)), *callbacks],
+        verbose=verbose,
+    )
+    if watchdog.problem:
+        raise TrainingDiverged(
+            f"training stopped: {watchdog.problem}; check the data (`dvc repro validate`) or "
+            "lower the learning rate in params.yaml"
+        )
+    frame = pd.DataFrame(history.history)
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    return frame
+
+
+def data_fingerprint(paths: Sequence[str | os.PathLike[str]]) -> str:
+    """One SHA-256 over the files' own SHA-256 digests, in the given order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """What differs between the AE and the VAE stage; everything else is shared."""
+
+    run_name: str  # "ae" | "vae": the MLflow run name
+    model: keras.Model  # compiled
+    parts: Mapping[str, keras.Model]  # file stem -> model saved beside history.csv
+    registered_decoder: str  # Model Registry name of the decoder
+    autoencoding: bool  # (x, x) pairs for a compiled loss; images only for a custom train_step
+    params: Mapping[str, Any]  # logged to MLflow, flattened
+    epochs: int
+    batch_size: int
+    seed: int
+
+
+def train_and_save(
+    job: TrainingJob,
+    processed_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+) -> dict[str, Any]:
+    """Train inside an MLflow run, log the models, then replace `out_dir` in one step.
+
+    `out_dir` gets one `.keras` file per entry of `job.parts`, `history.csv` and `run.json`.
+    Any failure (divergence, an interrupt, the tracking store) marks the run FAILED or KILLED
+    and leaves `out_dir` as it was."""
+    uri = tracking.configure()
+    processed = Path(processed_dir)
+    tags = tracking.run_tags(data_fingerprint([processed / "train.npz", processed / "test.npz"]))
+    params = {
+        **job.params,
+        "data": {"train_images": len(train[0]), "test_images": len(test[0])},
+    }
+    with tracking.training_run(job.run_name, params, tags) as run, atomic_dir(out_dir) as stage:
+        start = time.perf_counter()
+        history = fit(
+            job.model, train[0], test[0], epochs=job.epochs, batch_size=job.batch_size,
+            seed=job.seed, autoencoding=job.autoencoding,
+            callbacks=[tracking.EpochMetrics()],
+        )  # fmt: skip
+        seconds = time.perf_counter() - start
+        history.to_csv(stage / "history.csv", index=False, float_format="%.6g")
+        for stem, part in job.parts.items():
+            part.save(stage / f"{stem}.keras")
+        logged = [
+            tracking.log_keras_model(
+                part, stem, job.registered_decoder if stem == "decoder" else None
+            )
+            for stem, part in job.parts.items()
+        ]
+        import mlflow
+
+        mlflow.log_metric("train_seconds", seconds)
+        mlflow.log_artifact(str(stage / "history.csv"))
+        record = tracking.run_record(run, uri, logged)
+        write_json(stage / "run.json", record)
+    log.info("%s: models and run.json written to %s", job.run_name, out_dir)
+    return {"run": record, "seconds": seconds, "last_epoch": history.iloc[-1].to_dict()}
