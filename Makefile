@@ -11,7 +11,7 @@ export GX_ANALYTICS_ENABLED := False
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-gpu dataset repro test test-fast lint format lock clean
+.PHONY: help setup setup-gpu dataset repro test test-fast bench lint format lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -48,8 +48,12 @@ repro: setup ## Run the whole pipeline (dvc repro) with params.yaml
 test: setup ## Run the whole test suite, slow end-to-end tests included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup ## Run the unit tests only (no `slow` end-to-end tests)
+test-fast: setup ## Run the tests without the slow end-to-end DVC tests
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: setup ## Training throughput: the pipeline's fit against plain model.fit (needs data/processed)
+	test -f data/processed/train.npz || $(BIN)/dvc repro validate
+	$(BIN)/python bench/training_throughput.py
 
 lint: $(VENV)/.installed ## Check formatting and lint with ruff
 	$(BIN)/ruff check .

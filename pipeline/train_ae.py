@@ -2,40 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Mapping
 from dataclasses import asdict
-from pathlib import Path
 
-from wardrobe.checks import require_passed
+import keras
+
 from wardrobe.cli import run_stage
-from wardrobe.data import load_split
-from wardrobe.params import AEParams, load_seed, read_params
-from wardrobe.training import TrainingJob, seed_everything, train_and_save
+from wardrobe.models import build_autoencoder
+from wardrobe.params import AEParams
+from wardrobe.training import TrainingJob, run_training_stage
+
+LOSSES = {"bce": "binary_crossentropy", "mse": "mean_squared_error"}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params (`seed`, `ae`)")
-    parser.add_argument("--data", required=True, help="directory of train.npz, test.npz")
-    parser.add_argument("--checks", required=True, help="reports/data_checks/summary.json")
-    parser.add_argument("--out", required=True, help="model directory (models/ae)")
-    args = parser.parse_args()
-
-    require_passed(args.checks)
-    raw = read_params(args.params)
-    params, seed = AEParams.from_raw(raw, args.params), load_seed(raw, args.params)
-    train = load_split(Path(args.data) / "train.npz")
-    test = load_split(Path(args.data) / "test.npz")
-
-    import keras
-
-    from wardrobe.models import build_autoencoder
-
-    seed_everything(seed, params.deterministic)
+def build_job(params: AEParams, seed: int) -> TrainingJob:
     autoencoder, encoder, decoder = build_autoencoder(params.latent_dim, params.filters)
-    loss = {"bce": "binary_crossentropy", "mse": "mean_squared_error"}[params.loss]
-    autoencoder.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=loss)
-    job = TrainingJob(
+    autoencoder.compile(
+        optimizer=keras.optimizers.Adam(params.learning_rate), loss=LOSSES[params.loss]
+    )
+    return TrainingJob(
         run_name="ae",
         model=autoencoder,
         parts={"autoencoder": autoencoder, "encoder": encoder, "decoder": decoder},
@@ -46,13 +31,13 @@ def main() -> None:
         batch_size=params.batch_size,
         seed=seed,
     )
-    result = train_and_save(job, args.data, args.out, train, test)
-    last = result["last_epoch"]
-    print(
-        f"train_ae: {params.epochs} epochs in {result['seconds']:.1f} s, "
-        f"val_loss ({params.loss}) {last['val_loss']:.4f}; run {result['run']['run_id']}"
-    )
+
+
+def summarize(params: AEParams, last: Mapping[str, float]) -> str:
+    return f"val_loss ({params.loss}) {last['val_loss']:.4f}"
 
 
 if __name__ == "__main__":
-    run_stage("train_ae", main)
+    run_stage(
+        "train_ae", lambda: run_training_stage(__doc__, AEParams.from_raw, build_job, summarize)
+    )

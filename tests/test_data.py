@@ -136,3 +136,15 @@ def test_real_data_facts(tmp_path, real_mirror):
     test_images, test_labels = load_raw_split(raw, "test")
     assert test_images.shape == (10000, 28, 28)
     np.testing.assert_array_equal(np.bincount(test_labels), [1000] * 10)
+
+
+def test_truncated_or_mismatched_processed_split(tmp_path):
+    images = np.zeros((4, 32, 32, 1), np.float32)
+    save_split(tmp_path / "s.npz", images, np.arange(4, dtype=np.uint8))
+    payload = (tmp_path / "s.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(payload[: len(payload) // 2])
+    with pytest.raises(DataError, match=r"cut\.npz: unreadable"):
+        load_split(tmp_path / "cut.npz")
+    save_split(tmp_path / "odd.npz", images, np.arange(3, dtype=np.uint8))
+    with pytest.raises(DataError, match=r"odd.npz: images \(4, 32, 32, 1\) and labels \(3,\)"):
+        load_split(tmp_path / "odd.npz")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -38,10 +39,10 @@ def test_same_content_hash_whichever_source(tmp_path, small_files, http_mirror):
     for f in files.values():
         content = gzip.decompress((source / f.gz_name).read_bytes())
         (http_mirror.root / f.gz_name).write_bytes(gzip.compress(content, compresslevel=1))
-    a = fetch_raw(tmp_path / "a", mirror=str(source), urls=[], files=files)
-    b = fetch_raw(tmp_path / "b", mirror=None, urls=[http_mirror.url], files=files)
-    assert set(a.values()) != set(b.values())
-    for name in files:
+    fetch_raw(tmp_path / "a", mirror=str(source), urls=[], files=files)
+    fetch_raw(tmp_path / "b", mirror=None, urls=[http_mirror.url], files=files)
+    for name, f in files.items():
+        assert (source / f.gz_name).read_bytes() != (http_mirror.root / f.gz_name).read_bytes()
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
@@ -60,9 +61,10 @@ def test_uncompressed_file_in_mirror_is_accepted(tmp_path, small_files):
     for f in files.values():
         (source / f.name).write_bytes(gzip.decompress((source / f.gz_name).read_bytes()))
         (source / f.gz_name).unlink()
-    fetch_raw(tmp_path / "raw", mirror=str(source), urls=[], files=files)
+    used = fetch_raw(tmp_path / "raw", mirror=str(source), urls=[], files=files)
     for f in files.values():
         assert sha256_file(tmp_path / "raw" / f.name) == f.sha256
+        assert used[f.name] == str(source / f.name)  # names the file it really read
 
 
 def flip_byte_in_content(gz_path: Path) -> None:
@@ -116,8 +118,9 @@ def test_gzip_with_a_flipped_byte_is_rejected(tmp_path, small_files):
     payload = bytearray((source / f.gz_name).read_bytes())
     payload[len(payload) // 2] ^= 0x01
     (source / f.gz_name).write_bytes(bytes(payload))
-    with pytest.raises(FetchError, match=f.gz_name):
+    with pytest.raises(FetchError, match=r"not a valid gzip stream|does not match") as err:
         fetch_raw(tmp_path / "raw", mirror=str(source), urls=[], files=files)
+    assert f.gz_name in str(err.value)
 
 
 def test_missing_file_on_server_is_a_404_without_retries(tmp_path, small_files, http_mirror):
@@ -162,11 +165,13 @@ def test_unreachable_and_slow_servers_fail_within_the_timeout(
     for f in files.values():
         shutil.copy(source / f.gz_name, http_mirror.root / f.gz_name)
     http_mirror.delay_s = 2.0
+    start = time.perf_counter()
     with pytest.raises(FetchError) as err:
         fetch_raw(
             tmp_path / "raw", mirror=None, urls=[closed_port_url, http_mirror.url],
             files=files, timeout_s=0.3, retries=0,
         )  # fmt: skip
+    assert time.perf_counter() - start < 1.5  # one 0.3 s timeout, not the server's 2 s
     message = str(err.value)
     assert "Connection refused" in message or "ConnectionRefusedError" in message
     assert "timed out" in message
@@ -187,3 +192,9 @@ def test_failed_fetch_leaves_existing_output_untouched(tmp_path, small_files):
 def test_no_source_configured(tmp_path):
     with pytest.raises(FetchError, match="no source configured"):
         fetch_raw(tmp_path / "raw", mirror=None, urls=[])
+
+
+def test_url_without_scheme_is_rejected_without_retries(tmp_path, small_files):
+    files, _ = small_files
+    with pytest.raises(FetchError, match="not a usable URL"):
+        fetch_raw(tmp_path / "raw", mirror=None, urls=["mirror.example/fmnist"], files=files)

@@ -102,3 +102,8 @@ def test_seed_must_be_a_non_negative_integer(tmp_path):
     path = write(tmp_path, lambda r: r.update(seed=-3))
     with pytest.raises(ParamsError, match="seed must be a non-negative integer, got -3"):
         load_seed(read_params(path), str(path))
+
+
+def test_params_path_that_is_a_directory(tmp_path):
+    with pytest.raises(ParamsError, match="unreadable"):
+        read_params(tmp_path)

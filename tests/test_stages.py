@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from conftest import ROOT, write_raw_dir
@@ -108,3 +109,26 @@ def test_validate_passes_and_fails_with_a_named_expectation(tmp_path):
     summary = json.loads((tmp_path / "checks" / "summary.json").read_text())
     assert summary["success"] is False and summary["failed"] == 1
     assert (tmp_path / "checks" / "data_docs" / "index.html").is_file()
+
+
+def test_bad_log_level_is_a_one_line_error(tmp_path):
+    params = write_params(tmp_path)
+    env_script = ["--params", str(params), "--raw", "raw", "--out", "processed"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "pipeline" / "preprocess.py"), *env_script],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "WARDROBE_LOG_LEVEL": "LOUD"},
+    )  # fmt: skip
+    assert_one_line_error(result, "preprocess", "WARDROBE_LOG_LEVEL='LOUD'")
+
+
+def test_training_refuses_a_malformed_checks_summary(tmp_path):
+    from wardrobe.checks import require_passed
+    from wardrobe.errors import ChecksFailed
+
+    (tmp_path / "summary.json").write_text("[1, 2]")
+    with pytest.raises(ChecksFailed, match="not a data-check summary"):
+        require_passed(tmp_path / "summary.json")
+    (tmp_path / "summary.json").write_text('{"success": false}')
+    with pytest.raises(ChecksFailed, match=r"the data checks failed \(no details\)"):
+        require_passed(tmp_path / "summary.json")

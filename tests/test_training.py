@@ -24,8 +24,8 @@ TF_NOISE = ("WARNING: All log messages", "I0000", "oneDNN", "cpu_feature_guard")
 def project(tmp_path, monkeypatch) -> Path:
     """A tiny project: quick params, 200 train / 100 test real-looking images, passed checks,
     a git repository (for the commit tag) and no MLFLOW_TRACKING_URI (the default store)."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "DVC_EXP_NAME"):
+        monkeypatch.delenv(name, raising=False)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section in ("ae", "vae"):
         raw[section].update(epochs=2, batch_size=50)
@@ -179,7 +179,8 @@ def test_nan_input_fails_the_stage_marks_the_run_failed_and_keeps_models(project
     assert {p.name: p.read_bytes() for p in (project / "models" / "ae").iterdir()} == before
     assert not [p for p in (project / "models").iterdir() if p.name.startswith(".")]
     client = client_for(project)
-    runs = client.search_runs(["1"], order_by=["attributes.start_time DESC"])
+    experiment = client.get_experiment_by_name("wardrobe").experiment_id
+    runs = client.search_runs([experiment], order_by=["attributes.start_time DESC"])
     assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
 
 
@@ -212,17 +213,56 @@ def test_silent_tracking_server_times_out():
             check_reachable(uri, timeout_s=0.5)
 
 
-def test_interrupted_run_is_killed_and_failed_run_is_failed(tmp_path, monkeypatch):
+@pytest.fixture
+def scratch_store(tmp_path, monkeypatch):
+    """MLflow in this process pointed at a store under tmp_path, restored afterwards."""
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    previous = mlflow.get_tracking_uri()
+    yield tmp_path
+    mlflow.set_tracking_uri(previous)
+
+
+def test_interrupted_run_is_killed_and_failed_run_is_failed(scratch_store):
     import mlflow
 
     from wardrobe import tracking
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     tracking.configure(experiment="interrupts")
     for exc, status in ((KeyboardInterrupt, "KILLED"), (RuntimeError, "FAILED")):
         with pytest.raises(exc), tracking.training_run("x", {"a": 1}, {}) as run:
             raise exc()
         assert mlflow.get_run(run.info.run_id).info.status == status
+
+
+def test_tracking_store_errors_during_a_run_fail_it_with_one_line(scratch_store):
+    import mlflow
+
+    from wardrobe import tracking
+
+    tracking.configure(experiment="store-errors")
+    failure = pytest.raises(tracking.TrackingError, match=r"tracking store sqlite:///.* failed")
+    with failure, tracking.training_run("x", {}, {}) as run:
+        mlflow.log_param("a", 1)
+        mlflow.log_param("a", 2)  # MLflow refuses to change a logged param
+    assert mlflow.get_run(run.info.run_id).info.status == "FAILED"
+
+
+def test_tracking_server_that_is_not_mlflow_fails_with_one_line(project, http_mirror):
+    result = train(project, "ae", env={"MLFLOW_TRACKING_URI": http_mirror.url.rstrip("/")})
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "train_ae: error:" in line]
+    assert len(errors) == 1 and "refused the experiment 'wardrobe'" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_malformed_tracking_uri():
+    from wardrobe.tracking import TrackingError, check_reachable
+
+    with pytest.raises(TrackingError, match="http://localhost:50OO is unreachable"):
+        check_reachable("http://localhost:50OO", timeout_s=1)
 
 
 def test_project_root_outside_dvc_temporary_copies(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import http.client
@@ -10,8 +11,9 @@ import os
 import time
 import urllib.error
 import urllib.request
+import zipfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,38 +82,49 @@ SPLIT_FILES = {  # split -> (images file, labels file)
 
 
 class _SourceFailed(Exception):
-    """One source could not deliver one file; the reason is the message."""
+    """One source could not deliver one file: where it looked, and why (the message)."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        super().__init__(reason)
+        self.location = location
 
 
-def _decompress(payload: bytes) -> bytes:
+def _decompress(location: str, payload: bytes) -> bytes:
     """gunzip, or pass through content that is already a raw IDX file."""
     if payload[:2] != b"\x1f\x8b":
         return payload
     try:
         return gzip.decompress(payload)
     except (EOFError, OSError, zlib.error) as exc:
-        raise _SourceFailed(f"not a valid gzip stream ({exc})") from None
+        raise _SourceFailed(location, f"not a valid gzip stream ({exc})") from None
 
 
-def _verify(content: bytes, expected: CanonicalFile) -> None:
+def _verify(location: str, content: bytes, expected: CanonicalFile) -> None:
     digest = hashlib.sha256(content).hexdigest()
     if digest != expected.sha256:
         raise _SourceFailed(
+            location,
             f"SHA-256 {digest[:12]}… of {len(content):,} decompressed bytes does not match "
             f"the expected {expected.sha256[:12]}… ({expected.size:,} bytes): corrupt, "
-            "truncated or not Fashion-MNIST"
+            "truncated or not Fashion-MNIST",
         )
 
 
-def _read_mirror(mirror: Path, expected: CanonicalFile) -> bytes:
+def _from_mirror(mirror: Path, expected: CanonicalFile) -> tuple[str, bytes]:
+    """(path read, bytes) of the .gz file, or of the decompressed one, in a mirror directory."""
     for candidate in (mirror / expected.gz_name, mirror / expected.name):
         if candidate.is_file():
-            return candidate.read_bytes()
-    raise _SourceFailed("file not found")
+            try:
+                return str(candidate), candidate.read_bytes()
+            except OSError as exc:
+                raise _SourceFailed(str(candidate), f"unreadable ({exc.strerror})") from None
+    raise _SourceFailed(str(mirror / expected.gz_name), "file not found")
 
 
-def _download(url: str, timeout_s: float, retries: int) -> bytes:
-    """GET `url`; transient failures (timeouts, 5xx, dropped connections) are retried."""
+def _from_url(base: str, expected: CanonicalFile, timeout_s: float, retries: int):
+    """(URL, bytes) of a GET; transient failures (timeouts, 5xx, dropped connections) are
+    retried, permanent ones (4xx, a malformed URL) are not."""
+    url = base + expected.gz_name
     last = ""
     for attempt in range(retries + 1):
         if attempt:
@@ -120,18 +133,20 @@ def _download(url: str, timeout_s: float, retries: int) -> bytes:
             with urllib.request.urlopen(url, timeout=timeout_s) as response:
                 payload = response.read()
                 length = response.headers.get("Content-Length")
-            if length is not None and int(length) != len(payload):
+            if length is not None and length.isdigit() and int(length) != len(payload):
                 last = f"connection closed after {len(payload):,} of {int(length):,} bytes"
                 continue
-            return payload
+            return url, payload
         except urllib.error.HTTPError as exc:
             if exc.code < 500:  # 404, 403, ...: asking again will not help
-                raise _SourceFailed(f"HTTP {exc.code} {exc.reason}") from None
+                raise _SourceFailed(url, f"HTTP {exc.code} {exc.reason}") from None
             last = f"HTTP {exc.code} {exc.reason}"
+        except ValueError as exc:  # "unknown url type": no scheme, or not http(s)
+            raise _SourceFailed(url, f"not a usable URL ({exc})") from None
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             last = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
-    raise _SourceFailed(f"{last} (after {retries + 1} attempts)")
+    raise _SourceFailed(url, f"{last} (after {retries + 1} attempts)")
 
 
 def fetch_raw(
@@ -149,10 +164,13 @@ def fetch_raw(
     checksum does not match is rejected. `dest` is replaced only once every file is verified,
     so a failed fetch leaves an existing `dest` untouched.
     """
-    sources: list[tuple[str, str]] = []
+    # Each source maps a canonical file to (where it was read, its bytes).
+    sources: list[Callable[[CanonicalFile], tuple[str, bytes]]] = []
     if mirror:
-        sources.append(("mirror", mirror))
-    sources += [("url", u if u.endswith("/") else u + "/") for u in urls]
+        sources.append(functools.partial(_from_mirror, Path(mirror)))
+    for url in urls:
+        base = url if url.endswith("/") else url + "/"
+        sources.append(functools.partial(_from_url, base, timeout_s=timeout_s, retries=retries))
     if not sources:
         raise FetchError("no source configured; set data.mirror or data.urls in params.yaml")
 
@@ -160,21 +178,14 @@ def fetch_raw(
     with atomic_dir(dest) as tmp:
         for expected in files.values():
             failures = []
-            for kind, where in sources:
-                location = (
-                    str(Path(where) / expected.gz_name) if kind == "mirror"
-                    else where + expected.gz_name
-                )  # fmt: skip
+            for source in sources:
                 try:
-                    payload = (
-                        _read_mirror(Path(where), expected) if kind == "mirror"
-                        else _download(location, timeout_s, retries)
-                    )  # fmt: skip
-                    content = _decompress(payload)
-                    _verify(content, expected)
+                    location, payload = source(expected)
+                    content = _decompress(location, payload)
+                    _verify(location, content, expected)
                 except _SourceFailed as exc:
-                    log.warning("%s from %s: %s", expected.name, location, exc)
-                    failures.append(f"{location}: {exc}")
+                    log.warning("%s from %s: %s", expected.name, exc.location, exc)
+                    failures.append(f"{exc.location}: {exc}")
                     continue
                 (tmp / expected.name).write_bytes(content)
                 used[expected.name] = location
@@ -213,6 +224,8 @@ def read_idx(path: str | os.PathLike[str], *, ndim: int) -> np.ndarray:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: not found; {fix}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: unreadable ({exc.strerror}); {fix}") from None
     header_size = 4 + 4 * ndim
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise DataError(f"{path}: not an IDX file (bad magic number); {fix}")
@@ -290,12 +303,19 @@ def save_split(path: str | os.PathLike[str], images: np.ndarray, labels: np.ndar
 
 
 def load_split(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of a processed split."""
+    """Images (N, H, W, C) and labels (N,) of a processed split."""
     path = Path(path)
+    fix = "run `dvc repro preprocess`"
     try:
         with np.load(path) as npz:
-            return npz["images"], npz["labels"]
+            images, labels = npz["images"], npz["labels"]
     except FileNotFoundError:
-        raise DataError(f"{path}: not found; run `dvc repro preprocess`") from None
-    except (KeyError, ValueError, OSError) as exc:
-        raise DataError(f"{path}: unreadable ({exc}); run `dvc repro preprocess`") from None
+        raise DataError(f"{path}: not found; {fix}") from None
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: unreadable ({exc}); {fix}") from None
+    if images.ndim != 4 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(
+            f"{path}: images {images.shape} and labels {labels.shape} are not (N, H, W, C) "
+            f"and (N,); {fix}"
+        )
+    return images, labels

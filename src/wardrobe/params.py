@@ -266,6 +266,9 @@ def read_params(path: str | os.PathLike[str] = DEFAULT_PARAMS_PATH) -> dict[str,
         raise ParamsError(
             f"{path}: not found; run from the project root or pass --params"
         ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ParamsError(f"{path}: unreadable ({reason}); pass a readable YAML file") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

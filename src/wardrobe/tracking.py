@@ -9,6 +9,7 @@ under `.dvc/tmp/exps/`, so runs of `dvc exp run --temp` and `dvc queue` land in 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
 import os
@@ -55,9 +56,10 @@ def project_root(start: str | os.PathLike[str] | None = None) -> Path:
 
 def tracking_uri(root: Path | None = None) -> str:
     """`MLFLOW_TRACKING_URI` when set, else sqlite:///<project root>/mlflow.db."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root)
+
+
+def default_tracking_uri(root: Path | None = None) -> str:
     return f"sqlite:///{(root or project_root()) / 'mlflow.db'}"
 
 
@@ -74,7 +76,7 @@ def check_reachable(uri: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None
             return
     except urllib.error.HTTPError:
         return  # it answered: a server that has no /health page, or wants credentials
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise TrackingError(
             f"MLflow tracking server {uri} is unreachable ({reason}); start it, fix "
@@ -82,9 +84,15 @@ def check_reachable(uri: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None
         ) from None
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def configure(experiment: str | None = None) -> str:
     """Point MLflow at the project's store and experiment; return the tracking URI."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     for noisy in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -93,15 +101,19 @@ def configure(experiment: str | None = None) -> str:
     check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+    # The project's own store keeps artifacts beside it; any other store decides for itself.
+    location = artifact_root(root) if uri == default_tracking_uri(root) else None
     try:
         if mlflow.get_experiment_by_name(name) is None:
-            location = None if uri.startswith(("http://", "https://")) else artifact_root(root)
-            mlflow.create_experiment(name, artifact_location=location)
+            try:
+                mlflow.create_experiment(name, artifact_location=location)
+            except MlflowException as exc:  # created meanwhile by a parallel stage
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
         mlflow.set_experiment(name)
-    except mlflow.exceptions.MlflowException as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except MlflowException as exc:
         raise TrackingError(
-            f"MLflow tracking store {uri} refused the experiment '{name}': {first_line}"
+            f"MLflow tracking store {uri} refused the experiment '{name}': {_first_line(exc)}"
         ) from None
     return uri
 
@@ -151,20 +163,43 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def training_run(
     run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
 ) -> Iterator[Any]:
-    """An MLflow run that ends FINISHED, FAILED (an exception) or KILLED (an interrupt)."""
-    import mlflow
+    """An MLflow run that ends FINISHED, FAILED (an exception) or KILLED (an interrupt).
 
-    run = mlflow.start_run(run_name=run_name, tags=dict(tags))
+    Errors of the tracking store itself (a server gone, "database is locked") become a
+    one-line TrackingError naming the store."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    def refused(exc: MlflowException) -> TrackingError:
+        return TrackingError(
+            f"MLflow tracking store {mlflow.get_tracking_uri()} failed: {_first_line(exc)}; "
+            "check the store (a tracking server for parallel runs) and run the stage again"
+        )
+
+    def end(status: str) -> None:
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status)
+
+    try:
+        run = mlflow.start_run(run_name=run_name, tags=dict(tags))
+    except MlflowException as exc:
+        raise refused(exc) from None
     try:
         mlflow.log_params(flatten(params))
         yield run
     except KeyboardInterrupt:
-        mlflow.end_run("KILLED")
+        end("KILLED")
         raise
+    except MlflowException as exc:
+        end("FAILED")
+        raise refused(exc) from None
     except BaseException:
-        mlflow.end_run("FAILED")
+        end("FAILED")
         raise
-    mlflow.end_run("FINISHED")
+    try:
+        mlflow.end_run("FINISHED")
+    except MlflowException as exc:
+        raise refused(exc) from None
 
 
 class EpochMetrics(keras.callbacks.Callback):
@@ -217,8 +252,8 @@ def keras_signature(model: keras.Model) -> Any:
 def log_keras_model(
     model: keras.Model, name: str, registered_name: str | None = None
 ) -> LoggedModel:
-    """Log a Keras model to the active run; optionally register it with the alias
-    `candidate` on the new version. Loading it back needs `import wardrobe.models` first
+    """Log a Keras model to the active run and optionally register a new version of it
+    (`promote` then moves the alias). Loading it back needs `import wardrobe.models` first
     (the custom layers' registration)."""
     import mlflow
     import tensorflow as tf
@@ -231,11 +266,28 @@ def log_keras_model(
         pip_requirements=requirements,
         registered_model_name=registered_name,
     )
-    version = None
-    if registered_name:
-        version = str(info.registered_model_version)
-        mlflow.MlflowClient().set_registered_model_alias(registered_name, CANDIDATE_ALIAS, version)
+    version = str(info.registered_model_version) if registered_name else None
     return LoggedModel(name, info.model_uri, registered_name, version)
+
+
+def promote(models: list[LoggedModel]) -> None:
+    """Point the alias `candidate` at the new registered versions (the last step of a
+    successful training, so it never names a failed run's model)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    for model in models:
+        if model.registered_name and model.version:
+            try:
+                client.set_registered_model_alias(
+                    model.registered_name, CANDIDATE_ALIAS, model.version
+                )
+            except MlflowException as exc:
+                raise TrackingError(
+                    f"could not set {model.registered_name}@{CANDIDATE_ALIAS} in "
+                    f"{mlflow.get_tracking_uri()}: {_first_line(exc)}"
+                ) from None
 
 
 def run_record(run: Any, uri: str, models: list[LoggedModel]) -> dict[str, Any]:

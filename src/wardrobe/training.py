@@ -3,12 +3,13 @@ per-epoch history, and the atomic write of the model directory with its MLflow r
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,11 @@ import pandas as pd
 import tensorflow as tf
 
 from wardrobe import tracking
-from wardrobe.data import sha256_file
+from wardrobe.checks import require_passed
+from wardrobe.data import load_split, sha256_file
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import atomic_dir, write_json
+from wardrobe.params import load_seed, read_params
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +71,17 @@ class TerminateOnNonFinite(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self.epoch = epoch
 
-    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+    def check(self, logs: Mapping[str, Any] | None, where: str) -> None:
         for name, value in (logs or {}).items():
-            if not math.isfinite(float(value)):
-                self.problem = f"{name} became {float(value)} at epoch {self.epoch + 1}, "
-                self.problem += f"batch {batch + 1}"
+            if self.problem is None and not math.isfinite(float(value)):
+                self.problem = f"{name} became {float(value)} at epoch {self.epoch + 1}{where}"
                 self.model.stop_training = True
-                return
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self.check(logs, f", batch {batch + 1}")
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self.check(logs, "")  # the validation metrics
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -164,15 +171,18 @@ def train_and_save(
 
     `out_dir` gets one `.keras` file per entry of `job.parts`, `history.csv` and `run.json`.
     Any failure (divergence, an interrupt, the tracking store) marks the run FAILED or KILLED
-    and leaves `out_dir` as it was."""
+    and leaves `out_dir` as it was. The registry alias moves last, once all else succeeded."""
+    import mlflow
+
     uri = tracking.configure()
     processed = Path(processed_dir)
     tags = tracking.run_tags(data_fingerprint([processed / "train.npz", processed / "test.npz"]))
-    params = {
-        **job.params,
-        "data": {"train_images": len(train[0]), "test_images": len(test[0])},
-    }
-    with tracking.training_run(job.run_name, params, tags) as run, atomic_dir(out_dir) as stage:
+    params = {**job.params, "data": {"train_images": len(train[0]), "test_images": len(test[0])}}
+    # The run ends (FINISHED, or FAILED and re-raised) before the directory swap.
+    with (
+        atomic_dir(out_dir) as staging,
+        tracking.training_run(job.run_name, params, tags) as run,
+    ):
         start = time.perf_counter()
         history = fit(
             job.model, train[0], test[0], epochs=job.epochs, batch_size=job.batch_size,
@@ -180,20 +190,49 @@ def train_and_save(
             callbacks=[tracking.EpochMetrics()],
         )  # fmt: skip
         seconds = time.perf_counter() - start
-        history.to_csv(stage / "history.csv", index=False, float_format="%.6g")
+        history.to_csv(staging / "history.csv", index=False, float_format="%.6g")
         for stem, part in job.parts.items():
-            part.save(stage / f"{stem}.keras")
+            part.save(staging / f"{stem}.keras")
         logged = [
             tracking.log_keras_model(
                 part, stem, job.registered_decoder if stem == "decoder" else None
             )
             for stem, part in job.parts.items()
         ]
-        import mlflow
-
         mlflow.log_metric("train_seconds", seconds)
-        mlflow.log_artifact(str(stage / "history.csv"))
+        mlflow.log_artifact(str(staging / "history.csv"))
         record = tracking.run_record(run, uri, logged)
-        write_json(stage / "run.json", record)
+        write_json(staging / "run.json", record)
+    tracking.promote(logged)
     log.info("%s: models and run.json written to %s", job.run_name, out_dir)
     return {"run": record, "seconds": seconds, "last_epoch": history.iloc[-1].to_dict()}
+
+
+def run_training_stage(
+    description: str,
+    section: Callable[[Mapping[str, Any], str], Any],
+    build_job: Callable[[Any, int], TrainingJob],
+    summarize: Callable[[Any, Mapping[str, float]], str],
+) -> None:
+    """The body of a training stage script: arguments, the checks verdict, params, data,
+    seeding, then `train_and_save`. `build_job(params, seed)` builds and compiles the model;
+    `summarize(params, last_epoch)` is the stage's closing line."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", default="params.yaml", help="params file")
+    parser.add_argument("--data", required=True, help="directory of train.npz, test.npz")
+    parser.add_argument("--checks", required=True, help="reports/data_checks/summary.json")
+    parser.add_argument("--out", required=True, help="model directory (models/<model>)")
+    args = parser.parse_args()
+
+    require_passed(args.checks)
+    raw = read_params(args.params)
+    params, seed = section(raw, args.params), load_seed(raw, args.params)
+    train = load_split(Path(args.data) / "train.npz")
+    test = load_split(Path(args.data) / "test.npz")
+    seed_everything(seed, params.deterministic)
+    job = build_job(params, seed)
+    result = train_and_save(job, args.data, args.out, train, test)
+    print(
+        f"{job.run_name}: {job.epochs} epochs in {result['seconds']:.1f} s, "
+        f"{summarize(params, result['last_epoch'])}; MLflow run {result['run']['run_id']}"
+    )
