@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
 
 import keras
 
@@ -22,14 +21,11 @@ def build_job(params: AEParams, seed: int) -> TrainingJob:
     )
     return TrainingJob(
         run_name="ae",
+        section=params,
+        seed=seed,
         model=autoencoder,
         parts={"autoencoder": autoencoder, "encoder": encoder, "decoder": decoder},
-        registered_decoder="wardrobe-ae-decoder",
         autoencoding=True,
-        params={"seed": seed, "ae": asdict(params)},
-        epochs=params.epochs,
-        batch_size=params.batch_size,
-        seed=seed,
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
 
 import keras
 
@@ -18,14 +17,11 @@ def build_job(params: VAEParams, seed: int) -> TrainingJob:
     vae.compile(optimizer=keras.optimizers.Adam(params.learning_rate))
     return TrainingJob(
         run_name="vae",
+        section=params,
+        seed=seed,
         model=vae,
         parts={"vae": vae, "encoder": encoder, "decoder": decoder},
-        registered_decoder="wardrobe-vae-decoder",
         autoencoding=False,
-        params={"seed": seed, "vae": asdict(params)},
-        epochs=params.epochs,
-        batch_size=params.batch_size,
-        seed=seed,
     )
 
 

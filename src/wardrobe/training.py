@@ -4,6 +4,7 @@ per-epoch history, and the atomic write of the model directory with its MLflow r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import logging
 import math
@@ -149,15 +150,20 @@ def data_fingerprint(paths: Sequence[str | os.PathLike[str]]) -> str:
 class TrainingJob:
     """What differs between the AE and the VAE stage; everything else is shared."""
 
-    run_name: str  # "ae" | "vae": the MLflow run name
+    run_name: str  # "ae" | "vae": the MLflow run name and the params.yaml section
+    section: Any  # AEParams | VAEParams: epochs, batch_size and the rest, logged to MLflow
+    seed: int
     model: keras.Model  # compiled
     parts: Mapping[str, keras.Model]  # file stem -> model saved beside history.csv
-    registered_decoder: str  # Model Registry name of the decoder
     autoencoding: bool  # (x, x) pairs for a compiled loss; images only for a custom train_step
-    params: Mapping[str, Any]  # logged to MLflow, flattened
-    epochs: int
-    batch_size: int
-    seed: int
+
+    @property
+    def registered_decoder(self) -> str:
+        return f"wardrobe-{self.run_name}-decoder"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"seed": self.seed, self.run_name: dataclasses.asdict(self.section)}
 
 
 def train_and_save(
@@ -185,7 +191,8 @@ def train_and_save(
     ):
         start = time.perf_counter()
         history = fit(
-            job.model, train[0], test[0], epochs=job.epochs, batch_size=job.batch_size,
+            job.model, train[0], test[0], epochs=job.section.epochs,
+            batch_size=job.section.batch_size,
             seed=job.seed, autoencoding=job.autoencoding,
             callbacks=[tracking.EpochMetrics()],
         )  # fmt: skip
@@ -233,6 +240,6 @@ def run_training_stage(
     job = build_job(params, seed)
     result = train_and_save(job, args.data, args.out, train, test)
     print(
-        f"{job.run_name}: {job.epochs} epochs in {result['seconds']:.1f} s, "
+        f"{job.run_name}: {params.epochs} epochs in {result['seconds']:.1f} s, "
         f"{summarize(params, result['last_epoch'])}; MLflow run {result['run']['run_id']}"
     )
