@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from wardrobe.data import CanonicalFile
+from wardrobe.data import SPLIT_FILES, CanonicalFile
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_MIRROR = Path("/usr/share/datasets/fashion-mnist")
@@ -25,6 +26,17 @@ def real_mirror() -> Path:
     if not (REAL_MIRROR / "train-images-idx3-ubyte.gz").is_file():
         pytest.fail(f"{REAL_MIRROR} is missing: apt-get install dataset-fashion-mnist")
     return REAL_MIRROR
+
+
+def write_params(dest_dir: Path, source: Path | None = None, **sections: dict) -> Path:
+    """Write `dest_dir`/params.yaml: `source` (the project's params.yaml by default) with the
+    given sections updated, e.g. `write_params(tmp, vae={"epochs": 1})`."""
+    raw = yaml.safe_load((source or ROOT / "params.yaml").read_text())
+    for section, values in sections.items():
+        raw[section].update(values)
+    path = dest_dir / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -39,14 +51,10 @@ def write_raw_dir(path: Path, per_class: dict[str, int], seed: int = 0) -> Path:
     """A small raw dir in the canonical layout: random images, `per_class` images per class."""
     rng = np.random.default_rng(seed)
     path.mkdir(parents=True, exist_ok=True)
-    names = {
-        "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-    }
     for split, n in per_class.items():
         labels = np.tile(np.arange(10, dtype=np.uint8), n)
         images = rng.integers(0, 256, size=(len(labels), 28, 28), dtype=np.uint8)
-        images_name, labels_name = names[split]
+        images_name, labels_name = SPLIT_FILES[split]
         (path / images_name).write_bytes(idx_bytes(images))
         (path / labels_name).write_bytes(idx_bytes(labels))
     return path

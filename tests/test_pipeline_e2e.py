@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import ROOT
+from conftest import ROOT, write_params
 from wardrobe.data import CANONICAL_FILES, load_split, sha256_file
 
 pytestmark = pytest.mark.slow
@@ -54,10 +53,7 @@ def dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def edit_params(repo: Path, section: str, **values) -> None:
-    path = repo / "params.yaml"
-    raw = yaml.safe_load(path.read_text())
-    raw[section].update(values)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_params(repo, repo / "params.yaml", **{section: values})
 
 
 def ran_stages(result: subprocess.CompletedProcess) -> list[str]:

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import ROOT, write_raw_dir
+from conftest import ROOT, write_params, write_raw_dir
 from wardrobe.data import load_split
 
 
@@ -22,15 +21,6 @@ def run_script(script: str, *args: str, cwd: Path) -> subprocess.CompletedProces
         [sys.executable, str(ROOT / "pipeline" / script), *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-
-
-def write_params(tmp_path: Path, **sections) -> Path:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in sections.items():
-        raw[section].update(values)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, stage: str, *needles: str):

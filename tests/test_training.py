@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import ROOT
+from conftest import ROOT, write_params
 from wardrobe.data import save_split
 
 TF_NOISE = ("WARNING: All log messages", "I0000", "oneDNN", "cpu_feature_guard")
@@ -26,10 +25,8 @@ def project(tmp_path, monkeypatch) -> Path:
     a git repository (for the commit tag) and no MLFLOW_TRACKING_URI (the default store)."""
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "DVC_EXP_NAME"):
         monkeypatch.delenv(name, raising=False)
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section in ("ae", "vae"):
-        raw[section].update(epochs=2, batch_size=50)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    quick = {"epochs": 2, "batch_size": 50}
+    write_params(tmp_path, ae=quick, vae=quick)
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     rng = np.random.default_rng(0)
     for split, n in (("train", 200), ("test", 100)):
