@@ -11,7 +11,7 @@ export GX_ANALYTICS_ENABLED := False
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-gpu dataset repro test test-fast bench lint format lock clean
+.PHONY: help setup setup-gpu dataset repro results test test-fast bench lint format lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -44,6 +44,9 @@ setup-gpu: $(VENV)/.installed ## Replace the CPU build of TensorFlow with the CU
 
 repro: setup ## Run the whole pipeline (dvc repro) with params.yaml
 	$(BIN)/dvc repro
+
+results: $(VENV)/.installed ## Regenerate the README's results section from reports/ (after make repro)
+	$(BIN)/python -m wardrobe.report --readme README.md
 
 test: setup ## Run the whole test suite, slow end-to-end tests included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -83,8 +83,9 @@ def main() -> None:
                            validation_data=validation, verbose=0)  # fmt: skip
 
     def pipeline(epoch: int) -> None:
-        fit(pipeline_model, x, x_val, epochs=1, batch_size=args.batch_size, seed=epoch,
-            autoencoding=autoencoding, callbacks=[tracking.EpochMetrics()], verbose=0)  # fmt: skip
+        fit(pipeline_model, (x, None), (x_val, None), epochs=1, batch_size=args.batch_size,
+            seed=epoch, target="images" if autoencoding else None,
+            callbacks=[tracking.EpochMetrics()], verbose=0)  # fmt: skip
 
     sides = {"baseline": baseline, "pipeline": pipeline}
     rates: dict[str, list[float]] = {"baseline": [], "pipeline": []}

@@ -25,7 +25,7 @@ def build_job(params: AEParams, seed: int) -> TrainingJob:
         seed=seed,
         model=autoencoder,
         parts={"autoencoder": autoencoder, "encoder": encoder, "decoder": decoder},
-        autoencoding=True,
+        target="images",
     )
 
 

@@ -21,7 +21,7 @@ def build_job(params: VAEParams, seed: int) -> TrainingJob:
         seed=seed,
         model=vae,
         parts={"vae": vae, "encoder": encoder, "decoder": decoder},
-        autoencoding=False,
+        target=None,
     )
 
 

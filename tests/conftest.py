@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from wardrobe.data import SPLIT_FILES, CanonicalFile
+from wardrobe.data import SPLIT_FILES, CanonicalFile, save_split
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_MIRROR = Path("/usr/share/datasets/fashion-mnist")
@@ -37,6 +40,52 @@ def write_params(dest_dir: Path, source: Path | None = None, **sections: dict) -
     path = dest_dir / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+QUICK = {"epochs": 2, "batch_size": 50}
+
+
+def make_tiny_project(path: Path) -> Path:
+    """A tiny project in `path`: quick params (2 epochs; no accuracy floor for the
+    classifier), 200 train / 100 test real-looking images, passed checks, and a git
+    repository (for the commit tag)."""
+    write_params(path, ae=QUICK, vae=QUICK, classifier={**QUICK, "min_accuracy": 0.0})
+    (path / "dvc.yaml").write_text("stages: {}\n")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 200), ("test", 100)):
+        images = np.zeros((n, 32, 32, 1), np.float32)
+        images[:, 2:30, 2:30] = rng.random((n, 28, 28, 1), dtype=np.float32) ** 3
+        save_split(path / "data" / f"{split}.npz", images, np.arange(n, dtype=np.uint8) % 10)
+    (path / "checks").mkdir()
+    (path / "checks" / "summary.json").write_text('{"success": true}')
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run(["git", "init", "-q"], cwd=path, check=True)
+    subprocess.run([*git, "add", "params.yaml", "dvc.yaml"], cwd=path, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=path, check=True)
+    return path
+
+
+def stage_env(extra: dict | None = None) -> dict:
+    """The environment for a stage script run on the checkout's code, with no tracking
+    settings of the calling shell."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_EXP"))}
+    return {**env, "PYTHONPATH": str(ROOT / "src"), **(extra or {})}
+
+
+def run_script(project: Path, script: str, *args: str, env: dict | None = None):
+    """Run pipeline/<script>.py of the checkout in `project`."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "pipeline" / f"{script}.py"), *args],
+        cwd=project, capture_output=True, text=True, timeout=600, env=stage_env(env),
+    )  # fmt: skip
+
+
+def train(project: Path, model: str, env: dict | None = None, out: str | None = None):
+    """Run a training stage script on the tiny project's data."""
+    return run_script(
+        project, f"train_{model}", "--data", "data", "--checks", "checks/summary.json",
+        "--out", out or f"models/{model}", env=env,
+    )  # fmt: skip
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

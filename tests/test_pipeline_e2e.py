@@ -124,26 +124,58 @@ def test_corrupt_mirror_stops_the_pipeline_at_fetch(tmp_path, real_mirror, close
     assert {p.name: sha256_file(p) for p in (repo / "data" / "raw").iterdir()} == raw_before
 
 
-def test_quick_pipeline_trains_both_models_and_reruns_only_what_changed(tmp_path, real_mirror):
+ALL_STAGES = [
+    "fetch", "preprocess", "validate", "train_ae", "train_vae", "train_classifier",
+    "evaluate", "plots",
+]  # fmt: skip
+
+
+def test_quick_pipeline_runs_every_stage_and_reruns_only_what_changed(tmp_path, real_mirror):
     repo = project_repo(tmp_path / "project")
     edit_params(repo, "preprocess", limit_train=500, limit_test=200)
     for section in ("ae", "vae"):
         edit_params(repo, section, epochs=1)
+    edit_params(repo, "classifier", epochs=1, min_accuracy=0.0)
+    edit_params(repo, "evaluate", generated=500)
     first = dvc(repo, "repro")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert ran_stages(first) == ["fetch", "preprocess", "validate", "train_ae", "train_vae"]
-    for model, files in (("ae", "autoencoder"), ("vae", "vae")):
+    assert ran_stages(first) == ALL_STAGES
+    for model, files in (("ae", "autoencoder"), ("vae", "vae"), ("classifier", "classifier")):
         assert (repo / "models" / model / f"{files}.keras").is_file()
         assert (repo / "models" / model / "run.json").is_file()
+
+    shown = dvc(repo, "metrics", "show", "--json")
+    assert shown.returncode == 0, shown.stderr
+    metrics = json.loads(shown.stdout)[""]["data"]["reports/metrics.json"]["data"]
+    for key in (
+        "ae.test.bce",
+        "ae.test.mse",
+        "vae.test.bce",
+        "vae.test.mse",
+        "vae.test.kl",
+        "vae.test.loss",
+        "ae.test.generation.frechet_distance",
+        "vae.test.latent.kl_from_standard_normal",
+        "classifier.test.accuracy",
+    ):
+        value = metrics
+        for part in key.split("."):
+            value = value[part]
+        assert np.isfinite(value), key  # fmt: skip
 
     noop = dvc(repo, "repro")
     assert noop.returncode == 0, noop.stderr
     assert ran_stages(noop) == [] and "Data and pipelines are up to date" in noop.stdout
 
+    edit_params(repo, "plots", dpi=60)  # only the figures change
+    restyled = dvc(repo, "repro")
+    assert restyled.returncode == 0, restyled.stderr
+    assert ran_stages(restyled) == ["plots"]
+
     edit_params(repo, "vae", beta=1000)
     second = dvc(repo, "repro")
     assert second.returncode == 0, second.stderr
-    assert ran_stages(second) == ["train_vae"]
+    assert ran_stages(second) == ["train_vae", "evaluate", "plots"]
 
     import mlflow
 
@@ -151,11 +183,25 @@ def test_quick_pipeline_trains_both_models_and_reruns_only_what_changed(tmp_path
     experiment = client.get_experiment_by_name("wardrobe").experiment_id
     runs = client.search_runs([experiment], order_by=["attributes.start_time ASC"])
     assert [(r.info.run_name, r.info.status) for r in runs] == [
-        ("ae", "FINISHED"), ("vae", "FINISHED"), ("vae", "FINISHED"),
+        ("ae", "FINISHED"), ("vae", "FINISHED"), ("classifier", "FINISHED"), ("vae", "FINISHED"),
     ]  # fmt: skip
-    assert runs[-1].data.params["vae.beta"] == "1000.0"
+    latest = runs[-1]
+    assert latest.data.params["vae.beta"] == "1000.0"
+    assert latest.data.metrics["test.kl"] == pytest.approx(
+        json.loads((repo / "reports" / "metrics.json").read_text())["vae"]["test"]["kl"]
+    )
+    figures = {a.path for a in client.list_artifacts(latest.info.run_id, "figures")}
+    assert "figures/latent_pvalues.png" in figures and len(figures) == 6
+
     plots = dvc(repo, "plots", "show", "--json")
     assert plots.returncode == 0, plots.stderr
     rendered = json.loads(plots.stdout)["data"]
-    for name in ("ae_loss", "vae_losses", "vae_kl"):
-        assert rendered[name], name
+    for name in (
+        "ae_loss",
+        "vae_losses",
+        "vae_kl",
+        "classifier_accuracy",
+        "reports/figures/ae/latent_by_class.png",
+        "reports/figures/vae/latent_pvalues.png",
+    ):
+        assert rendered.get(name), name  # fmt: skip

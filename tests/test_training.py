@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, write_params
+from conftest import make_tiny_project, train
 from wardrobe.data import save_split
 
 TF_NOISE = ("WARNING: All log messages", "I0000", "oneDNN", "cpu_feature_guard")
@@ -21,34 +20,10 @@ TF_NOISE = ("WARNING: All log messages", "I0000", "oneDNN", "cpu_feature_guard")
 
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
-    """A tiny project: quick params, 200 train / 100 test real-looking images, passed checks,
-    a git repository (for the commit tag) and no MLFLOW_TRACKING_URI (the default store)."""
+    """The tiny project (see conftest), with no MLFLOW_TRACKING_URI: the default store."""
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "DVC_EXP_NAME"):
         monkeypatch.delenv(name, raising=False)
-    quick = {"epochs": 2, "batch_size": 50}
-    write_params(tmp_path, ae=quick, vae=quick)
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 200), ("test", 100)):
-        images = np.zeros((n, 32, 32, 1), np.float32)
-        images[:, 2:30, 2:30] = rng.random((n, 28, 28, 1), dtype=np.float32) ** 3
-        save_split(tmp_path / "data" / f"{split}.npz", images, np.arange(n, dtype=np.uint8) % 10)
-    (tmp_path / "checks").mkdir()
-    (tmp_path / "checks" / "summary.json").write_text('{"success": true}')
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    subprocess.run([*git, "add", "params.yaml", "dvc.yaml"], cwd=tmp_path, check=True)
-    subprocess.run([*git, "commit", "-qm", "init"], cwd=tmp_path, check=True)
-    return tmp_path
-
-
-def train(project: Path, model: str, env: dict | None = None, out: str | None = None):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "pipeline" / f"train_{model}.py"), "--data", "data",
-         "--checks", "checks/summary.json", "--out", out or f"models/{model}"],
-        cwd=project, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})},
-    )  # fmt: skip
+    return make_tiny_project(tmp_path)
 
 
 def client_for(project: Path):

@@ -206,7 +206,7 @@ class AEParams:
     def from_raw(cls, raw: Mapping[str, Any], source: str) -> AEParams:
         s = _section(raw, "ae", cls, source)
         return cls(
-            latent_dim=s.int("latent_dim", minimum=1),
+            latent_dim=s.int("latent_dim", minimum=2),
             filters=s.filters("filters"),
             loss=s.choice("loss", ("bce", "mse")),
             learning_rate=_positive(s, "learning_rate"),
@@ -232,13 +232,84 @@ class VAEParams:
     def from_raw(cls, raw: Mapping[str, Any], source: str) -> VAEParams:
         s = _section(raw, "vae", cls, source)
         return cls(
-            latent_dim=s.int("latent_dim", minimum=1),
+            latent_dim=s.int("latent_dim", minimum=2),
             filters=s.filters("filters"),
             beta=_positive(s, "beta"),
             learning_rate=_positive(s, "learning_rate"),
             epochs=s.int("epochs", minimum=1),
             batch_size=s.int("batch_size", minimum=1),
             deterministic=s.bool("deterministic"),
+        )
+
+
+@dataclass(frozen=True)
+class ClassifierParams:
+    """The Fashion-MNIST classifier whose features score generated images (train_classifier)."""
+
+    filters: tuple[int, ...]  # 3x3 convolutions, each followed by 2x2 max pooling
+    features: int  # width of the feature layer the Frechet distance is computed on
+    dropout: float  # before the softmax layer, in training
+    learning_rate: float
+    epochs: int
+    batch_size: int
+    min_accuracy: float  # the stage fails below this test accuracy: its features would mislead
+    deterministic: bool
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any], source: str) -> ClassifierParams:
+        s = _section(raw, "classifier", cls, source)
+        params = cls(
+            filters=s.filters("filters"),
+            features=s.int("features", minimum=1),
+            dropout=s.float("dropout", minimum=0.0),
+            learning_rate=_positive(s, "learning_rate"),
+            epochs=s.int("epochs", minimum=1),
+            batch_size=s.int("batch_size", minimum=1),
+            min_accuracy=s.float("min_accuracy", minimum=0.0),
+            deterministic=s.bool("deterministic"),
+        )
+        if params.dropout >= 1:
+            s.fail("dropout", f"must be below 1, got {params.dropout}")
+        if params.min_accuracy > 1:
+            s.fail("min_accuracy", f"must be at most 1, got {params.min_accuracy}")
+        return params
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """Test-set losses, latent statistics and generation quality (stage evaluate)."""
+
+    generated: int  # images generated per model for the Frechet distance and class shares
+    batch_size: int  # images per predict batch
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any], source: str) -> EvaluateParams:
+        s = _section(raw, "evaluate", cls, source)
+        return cls(
+            generated=s.int("generated", minimum=2),
+            batch_size=s.int("batch_size", minimum=1),
+        )
+
+
+@dataclass(frozen=True)
+class PlotsParams:
+    """The lecture's figures (stage plots)."""
+
+    reconstructions: int  # test images shown over their reconstructions
+    scatter_points: int  # test images embedded in the latent-space scatter plots
+    samples: int  # points sampled and decoded in the generation figure
+    grid_size: int  # the decoded grid spanning the latent space is grid_size x grid_size
+    dpi: int  # pixels per inch of the PNG files
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any], source: str) -> PlotsParams:
+        s = _section(raw, "plots", cls, source)
+        return cls(
+            reconstructions=s.int("reconstructions", minimum=1),
+            scatter_points=s.int("scatter_points", minimum=1),
+            samples=s.int("samples", minimum=1),
+            grid_size=s.int("grid_size", minimum=2),
+            dpi=s.int("dpi", minimum=20),
         )
 
 

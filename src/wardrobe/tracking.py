@@ -299,3 +299,52 @@ def run_record(run: Any, uri: str, models: list[LoggedModel]) -> dict[str, Any]:
         "tracking_uri": uri,
         "models": [asdict(m) for m in models],
     }
+
+
+def log_to_recorded_run(
+    record: Mapping[str, Any],
+    metrics: Mapping[str, float] | None = None,
+    artifacts: str | os.PathLike[str] | None = None,
+    artifact_path: str | None = None,
+) -> bool:
+    """Add metrics and/or a directory of artifacts to the finished run a training stage
+    recorded in its run.json, without changing the run's status. The run is looked up in
+    the current store (`tracking_uri()`); when that store does not hold it (models restored
+    from a DVC cache that another store's runs made), log a warning and return False."""
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri()
+    check_reachable(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run_id = str(record["run_id"])
+    try:
+        client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise TrackingError(
+                f"MLflow tracking store {uri} failed: {_first_line(exc)}; check the store "
+                "and run the stage again"
+            ) from None
+        log.warning(
+            "MLflow run %s (%s) is not in %s; its results are written to files only",
+            run_id, record.get("run_name", "?"), uri,
+        )  # fmt: skip
+        return False
+    try:
+        if metrics:
+            now = int(time.time() * 1000)
+            client.log_batch(
+                run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
+            )
+        if artifacts is not None:
+            client.log_artifacts(run_id, str(artifacts), artifact_path)
+    except MlflowException as exc:
+        raise TrackingError(
+            f"MLflow tracking store {uri} failed while logging to run {run_id}: "
+            f"{_first_line(exc)}; check the store and run the stage again"
+        ) from None
+    return True

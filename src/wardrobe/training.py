@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import keras
 import numpy as np
@@ -34,6 +34,10 @@ class TrainingDiverged(WardrobeError):
     """A loss or metric became NaN or infinite."""
 
 
+class BelowThreshold(WardrobeError):
+    """A trained model missed the quality its params require."""
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed Python, NumPy and TensorFlow; with `deterministic`, also make TF ops deterministic
     (it cannot be switched off again in the same process)."""
@@ -42,21 +46,42 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+Target = Literal["images", "labels"] | None
+
+
 def make_dataset(
-    images: np.ndarray, batch_size: int, *, seed: int | None, autoencoding: bool
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    batch_size: int,
+    *,
+    seed: int | None,
+    target: Target,
 ) -> tf.data.Dataset:
-    """Batches of images (VAE) or (images, images) pairs (AE), reshuffled every epoch when
-    `seed` is given. Shuffling indices and gathering whole batches keeps the per-image cost
-    of the pipeline near zero: the images stay one tensor in memory."""
+    """Batches of images alone (`target=None`: a model with its own train_step, the VAE), of
+    (images, images) pairs (`"images"`: a compiled reconstruction loss, the AE) or of
+    (images, labels) pairs (`"labels"`: the classifier), reshuffled every epoch when `seed` is
+    given. Shuffling indices and gathering whole batches keeps the per-image cost of the
+    pipeline near zero: the arrays stay one tensor each in memory."""
     data = tf.constant(images)
+    if target == "labels":
+        if labels is None:
+            raise ValueError("target='labels' needs labels")
+        targets = tf.constant(labels)
     order = tf.data.Dataset.range(len(images))
     if seed is not None:
         order = order.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+
+    def gather(idx: tf.Tensor) -> Any:
+        x = tf.gather(data, idx)
+        if target == "images":
+            return x, x
+        if target == "labels":
+            return x, tf.gather(targets, idx)
+        return x
+
     batches = order.batch(batch_size).map(
-        lambda idx: tf.gather(data, idx), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
-    if autoencoding:
-        batches = batches.map(lambda x: (x, x))
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
@@ -107,25 +132,26 @@ class EpochTimer(keras.callbacks.Callback):
 
 def fit(
     model: keras.Model,
-    train_images: np.ndarray,
-    val_images: np.ndarray,
+    train: tuple[np.ndarray, np.ndarray | None],
+    val: tuple[np.ndarray, np.ndarray | None],
     *,
     epochs: int,
     batch_size: int,
     seed: int,
-    autoencoding: bool,
+    target: Target,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = 2,
 ) -> pd.DataFrame:
-    """Train a compiled model with the test set as validation data; return the per-epoch
-    history (one row per epoch). Raises TrainingDiverged when a value stops being finite."""
+    """Train a compiled model on (images, labels) with the test set as validation data;
+    return the per-epoch history (one row per epoch). `target` is what the model learns to
+    output (see `make_dataset`). Raises TrainingDiverged when a value stops being finite."""
     watchdog = TerminateOnNonFinite()
     history = model.fit(
-        make_dataset(train_images, batch_size, seed=seed, autoencoding=autoencoding),
-        validation_data=make_dataset(val_images, batch_size, seed=None, autoencoding=autoencoding),
+        make_dataset(*train, batch_size, seed=seed, target=target),
+        validation_data=make_dataset(*val, batch_size, seed=None, target=target),
         epochs=epochs,
         shuffle=False,  # the dataset reshuffles itself, seeded
-        callbacks=[watchdog, EpochTimer(len(train_images)), *callbacks],
+        callbacks=[watchdog, EpochTimer(len(train[0])), *callbacks],
         verbose=verbose,
     )
     if watchdog.problem:
@@ -150,12 +176,13 @@ def data_fingerprint(paths: Sequence[str | os.PathLike[str]]) -> str:
 class TrainingJob:
     """What differs between the AE and the VAE stage; everything else is shared."""
 
-    run_name: str  # "ae" | "vae": the MLflow run name and the params.yaml section
+    run_name: str  # "ae" | "vae" | "classifier": the MLflow run name and params.yaml section
     section: Any  # AEParams | VAEParams: epochs, batch_size and the rest, logged to MLflow
     seed: int
     model: keras.Model  # compiled
     parts: Mapping[str, keras.Model]  # file stem -> model saved beside history.csv
-    autoencoding: bool  # (x, x) pairs for a compiled loss; images only for a custom train_step
+    target: Target  # what the model learns to output: see `make_dataset`
+    min_val_accuracy: float | None = None  # reject the model below this validation accuracy
 
     @property
     def registered_decoder(self) -> str:
@@ -164,6 +191,18 @@ class TrainingJob:
     @property
     def params(self) -> dict[str, Any]:
         return {"seed": self.seed, self.run_name: dataclasses.asdict(self.section)}
+
+
+def reject_below_threshold(job: TrainingJob, last: Mapping[str, float]) -> None:
+    if job.min_val_accuracy is None:
+        return
+    accuracy = float(last["val_accuracy"])
+    if not accuracy >= job.min_val_accuracy:
+        raise BelowThreshold(
+            f"{job.run_name}: test accuracy {accuracy:.4f} is below "
+            f"{job.run_name}.min_accuracy {job.min_val_accuracy:g}; train longer "
+            f"({job.run_name}.epochs) or lower the threshold in params.yaml"
+        )
 
 
 def train_and_save(
@@ -176,8 +215,9 @@ def train_and_save(
     """Train inside an MLflow run, log the models, then replace `out_dir` in one step.
 
     `out_dir` gets one `.keras` file per entry of `job.parts`, `history.csv` and `run.json`.
-    Any failure (divergence, an interrupt, the tracking store) marks the run FAILED or KILLED
-    and leaves `out_dir` as it was. The registry alias moves last, once all else succeeded."""
+    Any failure (divergence, a model below its threshold, an interrupt, the tracking store)
+    marks the run FAILED or KILLED and leaves `out_dir` as it was. The registry alias moves
+    last, once all else succeeded."""
     import mlflow
 
     uri = tracking.configure()
@@ -191,12 +231,12 @@ def train_and_save(
     ):
         start = time.perf_counter()
         history = fit(
-            job.model, train[0], test[0], epochs=job.section.epochs,
-            batch_size=job.section.batch_size,
-            seed=job.seed, autoencoding=job.autoencoding,
+            job.model, train, test, epochs=job.section.epochs,
+            batch_size=job.section.batch_size, seed=job.seed, target=job.target,
             callbacks=[tracking.EpochMetrics()],
         )  # fmt: skip
         seconds = time.perf_counter() - start
+        reject_below_threshold(job, history.iloc[-1])
         history.to_csv(staging / "history.csv", index=False, float_format="%.6g")
         for stem, part in job.parts.items():
             part.save(staging / f"{stem}.keras")

@@ -1,0 +1,287 @@
+"""Every figure of the lecture's AE and VAE sections, drawn to PNG files (never shown).
+
+Each figure function takes arrays and returns a matplotlib Figure of a fixed size
+(`FIGURE_SIZES`, in inches), so a PNG saved at `dpi` is exactly size x dpi pixels.
+`draw_model_figures` computes what the figures need from a trained model and saves them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed, none used
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from scipy.stats import norm
+
+from wardrobe.data import CLASS_NAMES
+from wardrobe.evaluation import TrainedModel
+from wardrobe.params import PlotsParams
+
+log = logging.getLogger(__name__)
+
+MODEL_TITLES = {"ae": "Autoencoder", "vae": "VAE"}
+FIGURE_SIZES = {  # inches
+    "reconstructions": (12.0, 3.6),
+    "latent_scatter": (8.0, 8.0),
+    "latent_by_class": (10.0, 8.0),
+    "generated": (16.0, 7.0),
+    "latent_grid": (16.0, 8.0),
+    "latent_pvalues": (16.0, 7.5),
+}
+VAE_ONLY = ("latent_pvalues",)
+CLASS_COLORS = plt.get_cmap("tab10").colors
+
+
+def figure_names(name: str) -> list[str]:
+    """The figures drawn for model `name` ("ae" or "vae"), without the .png suffix."""
+    return [f for f in FIGURE_SIZES if name == "vae" or f not in VAE_ONLY]
+
+
+def new_figure(kind: str) -> Figure:
+    return plt.figure(figsize=FIGURE_SIZES[kind], layout="constrained")
+
+
+def axis_labels(ax, dims: tuple[int, int] = (0, 1), space: str = "z") -> None:
+    ax.set_xlabel(f"{space}[{dims[0]}]")
+    ax.set_ylabel(f"{space}[{dims[1]}]")
+
+
+def coordinates(point: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{v:.1f}" for v in point[:2]) + "]"
+
+
+def show_image(ax, image: np.ndarray) -> None:
+    ax.imshow(np.squeeze(image), cmap="gray_r", vmin=0.0, vmax=1.0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def class_scatter(
+    ax, z: np.ndarray, labels: np.ndarray, size: float = 4.0, legend: bool = True
+) -> None:
+    """Points coloured by class, with a legend of class names."""
+    for k, name in enumerate(CLASS_NAMES):
+        mine = labels == k
+        ax.scatter(z[mine, 0], z[mine, 1], s=size, alpha=0.6, color=CLASS_COLORS[k], label=name,
+                   linewidths=0)  # fmt: skip
+    if legend:
+        ax.legend(title="class (never seen in training)", markerscale=4, fontsize=9,
+                  title_fontsize=9, loc="best", framealpha=0.85)  # fmt: skip
+
+
+# --- figures --------------------------------------------------------------------------------
+
+
+def reconstructions_figure(
+    originals: np.ndarray, reconstructed: np.ndarray, codes: np.ndarray, title: str
+) -> Figure:
+    """Test originals (top row) over their reconstructions (bottom row), each reconstruction
+    captioned with the latent point it was decoded from."""
+    n = len(originals)
+    fig = new_figure("reconstructions")
+    axes = fig.subplots(2, n, squeeze=False)
+    for i in range(n):
+        show_image(axes[0, i], originals[i])
+        show_image(axes[1, i], reconstructed[i])
+        axes[1, i].set_xlabel(coordinates(codes[i]), fontsize=9)
+    axes[0, 0].set_ylabel("original", fontsize=11)
+    axes[1, 0].set_ylabel("reconstruction", fontsize=11)
+    fig.suptitle(title, fontsize=13)
+    return fig
+
+
+def latent_scatter_figure(z: np.ndarray, title: str) -> Figure:
+    """Embeddings as black dots, as the lecture first shows them."""
+    fig = new_figure("latent_scatter")
+    ax = fig.subplots()
+    ax.scatter(z[:, 0], z[:, 1], c="black", alpha=0.5, s=3, linewidths=0)
+    axis_labels(ax)
+    ax.set_title(title, fontsize=13)
+    return fig
+
+
+def latent_by_class_figure(z: np.ndarray, labels: np.ndarray, title: str) -> Figure:
+    fig = new_figure("latent_by_class")
+    ax = fig.subplots()
+    class_scatter(ax, z, labels)
+    axis_labels(ax)
+    ax.set_title(title, fontsize=13)
+    return fig
+
+
+def generated_figure(
+    z: np.ndarray, points: np.ndarray, images: np.ndarray, title: str, sampling: str
+) -> Figure:
+    """Left: the embeddings (grey) with the sampled points (blue, numbered). Right: the
+    decoded images in a grid, each captioned with its number and coordinates."""
+    fig = new_figure("generated")
+    left, right = fig.subfigures(1, 2, width_ratios=(1, 1.35))
+    ax = left.subplots()
+    ax.scatter(z[:, 0], z[:, 1], c="black", alpha=0.25, s=3, linewidths=0, label="test images")
+    ax.scatter(points[:, 0], points[:, 1], c="tab:blue", s=40, label=f"samples ({sampling})")
+    for i, p in enumerate(points):
+        ax.annotate(str(i + 1), p[:2], xytext=(4, 4), textcoords="offset points", fontsize=9,
+                    color="tab:blue")  # fmt: skip
+    axis_labels(ax)
+    ax.legend(loc="best", fontsize=9)
+    ax.set_title("sampled latent points", fontsize=11)
+    cols = int(np.ceil(np.sqrt(len(points) * 2)))  # a wide grid: 18 -> 6 x 3
+    rows = int(np.ceil(len(points) / cols))
+    axes = right.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < len(images):
+            show_image(ax, images[i])
+            ax.set_xlabel(f"{i + 1}: {coordinates(points[i])}", fontsize=9)
+        else:
+            ax.axis("off")
+    right.suptitle("decoded samples", fontsize=11)
+    fig.suptitle(title, fontsize=13)
+    return fig
+
+
+def mosaic(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(rows * cols, H, W[, 1]) images -> one (rows * H, cols * W) image, row-major."""
+    images = np.asarray(images).reshape(rows, cols, *np.asarray(images).shape[1:3])
+    return images.transpose(0, 2, 1, 3).reshape(rows * images.shape[2], cols * images.shape[3])
+
+
+def latent_grid_figure(
+    z: np.ndarray,
+    labels: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    decoded: np.ndarray,
+    title: str,
+) -> Figure:
+    """Left: the embeddings coloured by class with the grid's points in black. Right: the
+    image decoded at each grid point, placed where the point is (top row = largest y)."""
+    n = len(xs)
+    fig = new_figure("latent_grid")
+    left, right = fig.subplots(1, 2)
+    class_scatter(left, z, labels, size=3)
+    gx, gy = np.meshgrid(xs, ys)
+    left.scatter(gx, gy, c="black", s=6, label="grid points")
+    axis_labels(left)
+    left.set_title("test images and the grid's points", fontsize=11)
+    # decoded is in row-major order over (y ascending, x ascending); draw largest y on top.
+    tiles = np.asarray(decoded).reshape(n, n, *np.asarray(decoded).shape[1:])[::-1]
+    side = tiles.shape[2]
+    right.imshow(mosaic(tiles.reshape(n * n, *tiles.shape[2:]), n, n), cmap="gray_r",
+                 vmin=0.0, vmax=1.0)  # fmt: skip
+    ticks = np.arange(n) * side + side / 2
+    every = max(1, n // 8)
+    right.set_xticks(ticks[::every], [f"{v:.2f}" for v in xs[::every]], fontsize=8)
+    right.set_yticks(ticks[::every], [f"{v:.2f}" for v in ys[::-1][::every]], fontsize=8)
+    axis_labels(right)
+    right.set_title(f"decoded {n} x {n} grid", fontsize=11)
+    fig.suptitle(title, fontsize=13)
+    return fig
+
+
+def latent_pvalues_figure(z: np.ndarray, labels: np.ndarray, title: str) -> Figure:
+    """Left: z coloured by class. Right: the same points in p-value space, norm.cdf(z): with
+    z ~ N(0, I), every class spreads evenly over the unit square."""
+    fig = new_figure("latent_pvalues")
+    left, right = fig.subplots(1, 2)
+    class_scatter(left, z, labels, size=3)
+    axis_labels(left)
+    left.set_title("latent space z", fontsize=11)
+    class_scatter(right, norm.cdf(z), labels, size=3, legend=False)
+    axis_labels(right, space="Φ(z)")
+    right.set_xlim(0, 1)
+    right.set_ylim(0, 1)
+    right.set_title("p-values Φ(z) (the standard normal CDF, same colours)", fontsize=11)
+    fig.suptitle(title, fontsize=13)
+    return fig
+
+
+# --- the plots stage ------------------------------------------------------------------------
+
+
+def grid_axes(model: TrainedModel, z: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grid coordinates along z[0] and z[1]: the AE spans its embeddings' range; the VAE
+    takes norm.ppf of evenly spaced probabilities (the quantiles of N(0, 1))."""
+    if model.variational:
+        q = norm.ppf((np.arange(size) + 0.5) / size)
+        return q, q
+    return (np.linspace(z[:, 0].min(), z[:, 0].max(), size),
+            np.linspace(z[:, 1].min(), z[:, 1].max(), size))  # fmt: skip
+
+
+def grid_points(model: TrainedModel, z: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """The grid as latent points, row-major over (y, x). Dimensions beyond the first two sit
+    at the prior's centre (VAE) or the embeddings' mean (AE)."""
+    gx, gy = np.meshgrid(xs, ys)
+    centre = np.zeros(model.latent_dim) if model.variational else z.mean(axis=0)
+    points = np.tile(centre, (gx.size, 1)).astype(np.float32)
+    points[:, 0], points[:, 1] = gx.ravel(), gy.ravel()
+    return points
+
+
+def save(fig: Figure, path: Path, dpi: int) -> None:
+    fig.savefig(path, dpi=dpi, format="png")
+    plt.close(fig)
+
+
+def draw_model_figures(
+    model: TrainedModel,
+    images: np.ndarray,
+    labels: np.ndarray,
+    params: PlotsParams,
+    seed: int,
+    out_dir: str | os.PathLike[str],
+    batch_size: int = 500,
+) -> list[Path]:
+    """Draw every figure of `figure_names(model.name)` into out_dir; return the paths."""
+    out = Path(out_dir)
+    rng = np.random.default_rng(seed)
+    head = MODEL_TITLES[model.name]
+    n = min(params.scatter_points, len(images))
+    codes = model.encode(images[:n], batch_size, rng)
+    z, y = codes["z"], labels[:n]
+    shown = min(params.reconstructions, n)
+    recon_codes = codes.get("z_mean", z)[:shown]
+    reconstructed = model.decode(recon_codes, batch_size)
+    points = model.sample_latent(params.samples, rng, z)
+    sampling = "z ~ N(0, I)" if model.variational else "uniform in the embeddings' box"
+    xs, ys = grid_axes(model, z, params.grid_size)
+    decoded_grid = model.decode(grid_points(model, z, xs, ys), batch_size)
+    space = f"{n} test images" + (", sampled z" if model.variational else "")
+    figures = {
+        "reconstructions": reconstructions_figure(
+            images[:shown], reconstructed, recon_codes,
+            f"{head}: test images (top) and their reconstructions (bottom)"
+            + (", decoded from z_mean" if model.variational else ""),
+        ),
+        "latent_scatter": latent_scatter_figure(z, f"{head}: latent space of {space}"),
+        "latent_by_class": latent_by_class_figure(
+            z, y, f"{head}: latent space of {space}, coloured by class"
+        ),
+        "generated": generated_figure(
+            z, points, model.decode(points, batch_size),
+            f"{head}: new images decoded from {params.samples} random latent points", sampling,
+        ),
+        "latent_grid": latent_grid_figure(
+            z, y, xs, ys, decoded_grid,
+            f"{head}: images decoded on a {params.grid_size} x {params.grid_size} latent grid"
+            + (" (normal quantiles)" if model.variational else " (the embeddings' range)"),
+        ),
+    }  # fmt: skip
+    if model.variational:
+        figures["latent_pvalues"] = latent_pvalues_figure(
+            z, y, f"{head}: {space} in latent space and in p-value space"
+        )
+    paths = []
+    for kind, fig in figures.items():
+        path = out / f"{kind}.png"
+        save(fig, path, params.dpi)
+        paths.append(path)
+    return paths
