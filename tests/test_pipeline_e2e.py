@@ -4,52 +4,18 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import subprocess
-import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, write_params
+from conftest import dvc, project_repo, write_params
 from wardrobe.data import CANONICAL_FILES, load_split, sha256_file
 
 pytestmark = pytest.mark.slow
-VENV_BIN = Path(sys.executable).parent
-
-
-def project_repo(dest: Path) -> Path:
-    """Copy the project's files (tracked and not ignored) into a fresh git repository."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-    ).stdout.split("\0")  # fmt: skip
-    for rel in filter(None, listed):
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
-    subprocess.run([*git, "commit", "-qm", "project"], cwd=dest, check=True)
-    return dest
-
-
-def dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))},
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(repo / "src"),  # the copy's code, not the installed checkout's
-        "DVC_NO_ANALYTICS": "1",
-        "GX_ANALYTICS_ENABLED": "False",
-    }
-    return subprocess.run(
-        [str(VENV_BIN / "dvc"), *args], cwd=repo, env=env, capture_output=True, text=True,
-        timeout=900,
-    )  # fmt: skip
 
 
 def edit_params(repo: Path, section: str, **values) -> None:

@@ -1,0 +1,38 @@
+# Wardrobe's pipeline in a container. Build and run from the project root:
+#
+#   docker build -t wardrobe .
+#   docker run --rm -u "$(id -u):$(id -g)" -v "$PWD:/work" wardrobe             # dvc repro
+#   docker run --rm -u "$(id -u):$(id -g)" -v "$PWD:/work" wardrobe dvc metrics show
+#
+# The image holds the Fashion-MNIST package and the pinned dependencies, installed by the
+# Makefile exactly as `make setup` installs them; the pipeline, its code and its outputs
+# live in the mounted work tree (a git clone), whose src/ comes first on PYTHONPATH.
+FROM python:3.11-slim-bookworm
+
+ARG DEBIAN_FRONTEND=noninteractive
+# git for DVC, make for the install; the Debian archive's current versions.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git make \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/wardrobe
+COPY Makefile pyproject.toml requirements.lock README.md ./
+COPY src ./src
+# `make setup`: the dataset package (dataset-fashion-mnist, with apt-get as root) and the
+# pinned dependencies (pip install -c requirements.lock) into /opt/venv, without the
+# development tools.
+RUN make setup VENV=/opt/venv INSTALL=. \
+    && rm -rf /var/lib/apt/lists/* /root/.cache \
+    && git config --system --add safe.directory '*'
+
+RUN useradd --create-home --uid 1000 wardrobe
+USER 1000:1000
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/work/src \
+    DVC_NO_ANALYTICS=1 \
+    GX_ANALYTICS_ENABLED=False \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    HOME=/tmp
+WORKDIR /work
+CMD ["dvc", "repro"]

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Retrain when the pipeline's definition changed, and report what moved.
+#
+#   ci/retrain.sh [--detect] BASE_REF
+#
+# BASE_REF is what the report compares against: the target branch of a pull request
+# (`origin/main`) or the previous commit on main (`HEAD~1`).
+#
+# A change to params.yaml, dvc.yaml, src/ or pipeline/ between BASE_REF and HEAD means a
+# retrain. `--detect` only answers: it prints `retrain=true|false` (also to $GITHUB_OUTPUT
+# when set). Otherwise, when a retrain is needed, it pulls the DVC cache from the default
+# remote when one is configured, runs `dvc repro`, and writes a Markdown report (the params
+# and metrics diffs against BASE_REF, the test metrics, the figures) to
+# reports/retrain.md and to $GITHUB_STEP_SUMMARY when set.
+#
+# Run from the project root with the project's environment on PATH (`make setup`).
+set -euo pipefail
+
+detect_only=false
+if [[ "${1:-}" == "--detect" ]]; then
+    detect_only=true
+    shift
+fi
+if [[ $# -ne 1 ]]; then
+    echo "usage: ci/retrain.sh [--detect] BASE_REF   (e.g. origin/main or HEAD~1)" >&2
+    exit 2
+fi
+base="$1"
+if ! base_commit=$(git rev-parse --verify --quiet "${base}^{commit}"); then
+    echo "retrain: error: base ref '${base}' is not a commit here; fetch it" \
+        "(actions/checkout with fetch-depth: 0) or pass another ref" >&2
+    exit 2
+fi
+
+# What makes a retrain: the pipeline's params, stages and code.
+watched=(params.yaml dvc.yaml src pipeline)
+changed=$(git diff --name-only "${base_commit}" HEAD -- "${watched[@]}")
+retrain=false
+[[ -n "${changed}" ]] && retrain=true
+
+echo "retrain=${retrain}"
+if [[ -n "${GITHUB_OUTPUT:-}" ]]; then
+    echo "retrain=${retrain}" >> "${GITHUB_OUTPUT}"
+fi
+if [[ "${detect_only}" == true ]]; then
+    exit 0
+fi
+
+report=reports/retrain.md
+mkdir -p reports
+publish() {
+    if [[ -n "${GITHUB_STEP_SUMMARY:-}" ]]; then
+        cat "${report}" >> "${GITHUB_STEP_SUMMARY}"
+    fi
+}
+
+or_none() {  # the text, or the fallback when it is empty
+    if [[ -n "$1" ]]; then echo "$1"; else echo "$2"; fi
+}
+
+short_base=$(git rev-parse --short "${base_commit}")
+head=$(git rev-parse --short HEAD)
+if [[ "${retrain}" == false ]]; then
+    {
+        echo "## Wardrobe: no retrain"
+        echo
+        echo "Nothing under ${watched[*]} changed between \`${base}\` (${short_base}) and" \
+            "${head}, so the pipeline was not run."
+    } > "${report}"
+    publish
+    echo "retrain: nothing under ${watched[*]} changed since ${base}; not retraining"
+    exit 0
+fi
+
+echo "retrain: changed since ${base}:"
+echo "${changed}" | sed 's/^/  /'
+
+if [[ -n "$(dvc remote list)" ]]; then
+    # Outputs another run already pushed are restored instead of recomputed.
+    dvc pull --allow-missing || echo "retrain: dvc pull failed; reproducing from scratch" >&2
+fi
+
+start=$(date +%s)
+dvc repro
+seconds=$(( $(date +%s) - start ))
+
+lock_note="\`dvc.lock\` matches the committed one."
+if ! git diff --quiet -- dvc.lock reports/metrics.json; then
+    lock_note="\`dvc.lock\` or \`reports/metrics.json\` differ from the committed ones: the"
+    lock_note+=" change was committed without its \`dvc repro\` results, or this machine's"
+    lock_note+=" arithmetic gives other bytes. Run \`make repro\` and commit both."
+fi
+
+tmp="${report}.tmp"
+{
+    echo "## Wardrobe retrain: ${head} against \`${base}\` (${short_base})"
+    echo
+    echo "\`dvc repro\` took ${seconds} s. Changed: $(echo "${changed}" | tr '\n' ' ')"
+    echo
+    echo "${lock_note}"
+    echo
+    echo "### Params that changed"
+    echo
+    or_none "$(dvc params diff "${base_commit}" --md)" "No param changed."
+    echo
+    echo "### Metrics against the base"
+    echo
+    or_none "$(dvc metrics diff "${base_commit}" --md)" "No metric changed."
+    echo
+    echo "### Test metrics of this run"
+    echo
+    python -m wardrobe.report
+    echo
+    echo "### Figures"
+    echo
+    echo "In the \`reports\` artifact of this workflow run:"
+    for f in reports/figures/*/*.png; do
+        echo "- \`${f}\`"
+    done
+} > "${tmp}"
+mv "${tmp}" "${report}"
+publish
+echo "retrain: report written to ${report}"

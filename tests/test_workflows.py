@@ -1,0 +1,323 @@
+"""How the product is used besides `dvc repro`: CI retraining (ci/retrain.sh and its GitHub
+workflow), the Docker image, the MLflow UI in a real browser, and DVC experiments."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, VENV_BIN, commit, dvc, project_repo, repo_env, write_params
+
+QUICK_RUN = {
+    "preprocess": {"limit_train": 500, "limit_test": 200},
+    "ae": {"epochs": 1},
+    "vae": {"epochs": 1},
+    "classifier": {"epochs": 1, "min_accuracy": 0.0},
+    "evaluate": {"generated": 500},
+}
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+def retrain(repo: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", "ci/retrain.sh", *args], cwd=repo, env=repo_env(repo, env),
+        capture_output=True, text=True, timeout=1500,
+    )  # fmt: skip
+
+
+def ran_stages(output: str) -> list[str]:
+    return re.findall(r"^Running stage '([^']+)'", output, flags=re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def retrained(tmp_path_factory, real_mirror):
+    """A project copy whose last commit switches params.yaml to a quick run, retrained by
+    `ci/retrain.sh HEAD~1` as the workflow runs it on main."""
+    work = tmp_path_factory.mktemp("ci")
+    repo = project_repo(work / "project")
+    write_params(repo, repo / "params.yaml", **QUICK_RUN)
+    commit(repo, "quick-run params")
+    ci_files = {"GITHUB_STEP_SUMMARY": work / "summary.md", "GITHUB_OUTPUT": work / "output"}
+    start = time.perf_counter()
+    result = retrain(repo, "HEAD~1", env={k: str(v) for k, v in ci_files.items()})
+    print(f"ci/retrain.sh with a params change: {time.perf_counter() - start:.1f} s")
+    return repo, result, ci_files
+
+
+@pytest.mark.slow
+def test_a_params_change_retrains_and_reports_what_moved(retrained):
+    repo, result, ci_files = retrained
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "retrain=true" in result.stdout
+    assert "  params.yaml" in result.stdout  # the changed file it reacted to
+    assert ran_stages(result.stdout) == [
+        "fetch", "preprocess", "validate", "train_ae", "train_vae", "train_classifier",
+        "evaluate", "plots",
+    ]  # fmt: skip
+    assert ci_files["GITHUB_OUTPUT"].read_text() == "retrain=true\n"
+    report = (repo / "reports" / "retrain.md").read_text()
+    assert ci_files["GITHUB_STEP_SUMMARY"].read_text() == report
+
+    # The changed params, old and new values: 5 epochs in the base, 1 now.
+    assert re.search(r"\| params\.yaml\s*\| vae\.epochs\s*\| 5\s*\| 1\s*\|", report), report
+    assert re.search(r"\| preprocess\.limit_train\s*\| None\s*\| 500\s*\|", report), report
+    # Metric deltas against the base's committed metrics.json: old, new and the change.
+    committed = json.loads(
+        subprocess.run(["git", "show", "HEAD~1:reports/metrics.json"], cwd=repo,
+                       capture_output=True, text=True, check=True).stdout
+    )  # fmt: skip
+    now = json.loads((repo / "reports" / "metrics.json").read_text())
+    old, new = committed["ae"]["test"]["bce"], now["ae"]["test"]["bce"]
+    row = next(line for line in report.splitlines() if "| ae.test.bce " in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[2]) == pytest.approx(old, abs=1e-4)
+    assert float(cells[3]) == pytest.approx(new, abs=1e-4)
+    assert float(cells[4]) == pytest.approx(new - old, abs=2e-4)
+    assert "| reconstruction BCE (test, mean per pixel) |" in report  # this run's table
+    assert "reports/figures/vae/latent_pvalues.png" in report
+
+
+@pytest.mark.slow
+def test_a_readme_only_change_does_not_retrain(retrained):
+    repo, _, _ = retrained
+    with (repo / "README.md").open("a") as readme:
+        readme.write("\nA note.\n")
+    commit(repo, "docs only")
+    detected = retrain(repo, "--detect", "HEAD~1")
+    assert detected.returncode == 0 and detected.stdout.strip() == "retrain=false"
+    result = retrain(repo, "HEAD~1")
+    assert result.returncode == 0, result.stderr
+    assert "not retraining" in result.stdout and ran_stages(result.stdout) == []
+    assert (repo / "reports" / "retrain.md").read_text().startswith("## Wardrobe: no retrain")
+
+
+def test_retrain_names_a_missing_base_ref(tmp_path):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    shutil.copytree(ROOT / "ci", tmp_path / "ci")
+    result = retrain(tmp_path, "origin/nowhere")
+    assert result.returncode == 2
+    assert "base ref 'origin/nowhere' is not a commit here" in result.stderr
+
+
+# --- the workflow and Docker files ----------------------------------------------------------
+
+
+def lint(tool: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VENV_BIN / tool), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+
+
+def test_every_workflow_passes_actionlint(tmp_path):
+    workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+    assert [w.name for w in workflows] == ["retrain.yml"]
+    result = lint("actionlint", "-no-color", *map(str, workflows))
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The linter does catch mistakes: an undefined job output.
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        (ROOT / ".github/workflows/retrain.yml")
+        .read_text()
+        .replace("needs.changes.outputs.retrain", "needs.changes.outputs.retrian")
+    )
+    caught = lint("actionlint", "-no-color", str(broken))
+    assert caught.returncode != 0 and "retrian" in caught.stdout
+
+
+def test_retrain_workflow_decides_at_job_level():
+    workflow = (ROOT / ".github" / "workflows" / "retrain.yml").read_text()
+    assert "paths:" not in workflow and "paths-ignore:" not in workflow
+    assert "ci/retrain.sh --detect" in workflow and 'ci/retrain.sh "$BASE_REF"' in workflow
+    assert "if: needs.changes.outputs.retrain == 'true'" in workflow
+    assert "key: dvc-cache-${{ hashFiles('dvc.lock') }}" in workflow
+
+
+def test_dockerfile_passes_hadolint(tmp_path):
+    result = lint("hadolint", "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = tmp_path / "Dockerfile"
+    broken.write_text("FROM python:latest\nRUN cd /tmp && pip install requests\n")
+    caught = lint("hadolint", str(broken))
+    assert caught.returncode != 0 and "DL3007" in caught.stdout  # the `latest` tag
+
+
+def test_dockerfile_installs_what_the_makefile_installs():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim-(bookworm|trixie)$", dockerfile, re.MULTILINE)
+    assert "COPY Makefile pyproject.toml requirements.lock" in dockerfile
+    run = re.search(r"^RUN make setup (.*?)\\$", dockerfile, re.MULTILINE)
+    assert run, "the image installs with the Makefile's setup target"
+    # What that RUN line executes: the Makefile's own commands, dataset package included.
+    dry = subprocess.run(
+        ["make", "-n", "-B", "setup", *run.group(1).split()],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "pip install --quiet -c requirements.lock -e '.'" in dry
+    assert "apt-get install -y -qq dataset-fashion-mnist" in dry
+    users = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+    assert 'CMD ["dvc", "repro"]' in dockerfile and "PYTHONPATH=/work/src" in dockerfile
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {
+        ".git",
+        ".venv",
+        "data/",
+        "models/",
+        "mlflow.db",
+        "mlartifacts/",
+        "reports/",
+    } <= ignored
+
+
+# --- the MLflow UI --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api(base: str, endpoint: str, payload: dict | None = None, **query) -> dict:
+    url = f"{base}/api/2.0/mlflow/{endpoint}"
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def ui(retrained):
+    """`make ui` on a free loopback port, serving the retrained copy's mlflow.db."""
+    repo = retrained[0]
+    port = free_port()
+    server = subprocess.Popen(
+        ["make", "ui", f"UI_PORT={port}", f"VENV={ROOT / '.venv'}"],
+        cwd=repo, env=repo_env(repo), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2):
+                break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"`make ui` did not serve {base}: {server.stdout.read()[-2000:]}")
+            time.sleep(0.5)
+    yield base
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_the_ui_serves_the_runs_with_params_metrics_and_figures(ui):
+    experiment = api(ui, "experiments/get-by-name", experiment_name="wardrobe")["experiment"]
+    runs = api(ui, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
+    by_name = {r["info"]["run_name"]: r for r in runs}
+    assert {"ae", "vae", "classifier"} <= set(by_name)
+    for name in ("ae", "vae"):
+        run = by_name[name]
+        params = {p["key"]: p["value"] for p in run["data"]["params"]}
+        metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+        assert params[f"{name}.epochs"] == "1" and params["seed"] == "42"
+        assert {"test.bce", "test.generation.frechet_distance", "epoch_seconds"} <= set(metrics)
+        files = api(ui, "artifacts/list", run_id=run["info"]["run_id"], path="figures")["files"]
+        assert "figures/latent_by_class.png" in {f["path"] for f in files}
+        figure = urllib.request.urlopen(
+            f"{ui}/get-artifact?path=figures/generated.png&run_uuid={run['info']['run_id']}",
+            timeout=30,
+        ).read()
+        assert figure.startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_the_ui_shows_runs_and_their_comparison_in_a_browser(ui, tmp_path_factory):
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.fail(
+            "chromium and chromium-driver are missing: apt-get install chromium chromium-driver"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    experiment = api(ui, "experiments/get-by-name", experiment_name="wardrobe")["experiment"]
+    eid = experiment["experiment_id"]
+    runs = api(ui, "runs/search", {"experiment_ids": [eid]})["runs"]
+    ids = {r["info"]["run_name"]: r["info"]["run_id"] for r in runs}
+    shots = tmp_path_factory.mktemp("screenshots")
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1600,1000",
+        "--disable-gpu",
+    ):
+        options.add_argument(flag)  # fmt: skip
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+
+        def page_shows(*texts: str):
+            def check(d) -> bool:
+                body = d.find_element(By.TAG_NAME, "body").text
+                return all(t in body for t in texts)
+
+            return check
+
+        driver.get(f"{ui}/#/experiments/{eid}")
+        WebDriverWait(driver, 90).until(page_shows("wardrobe", "ae", "vae", "classifier"))
+        driver.save_screenshot(str(shots / "experiment.png"))
+
+        compared = json.dumps([ids["ae"], ids["vae"]])
+        driver.get(f"{ui}/#/compare-runs?runs={urllib.parse.quote(compared)}"
+                   f"&experiments={urllib.parse.quote(json.dumps([eid]))}")  # fmt: skip
+        WebDriverWait(driver, 90).until(page_shows("ae", "vae", "test.bce"))
+        driver.save_screenshot(str(shots / "compare.png"))
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert "test.generation.frechet_distance" in body
+    finally:
+        driver.quit()
+    for name in ("experiment.png", "compare.png"):
+        assert (shots / name).read_bytes().startswith(b"\x89PNG")
+    print(f"screenshots: {shots}")
+
+
+# --- DVC experiments ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_tags_its_mlflow_runs_with_the_experiment_name(retrained):
+    repo = retrained[0]
+    result = dvc(repo, "exp", "run", "-n", "beta-1000", "-S", "vae.beta=1000")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ran_stages(result.stdout) == ["train_vae", "evaluate", "plots"]
+
+    shown = dvc(repo, "exp", "show", "--json")
+    assert shown.returncode == 0 and "beta-1000" in shown.stdout
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("wardrobe").experiment_id
+    runs = client.search_runs([experiment], "tags.dvc_exp_name = 'beta-1000'")
+    assert [r.info.run_name for r in runs] == ["vae"]
+    assert runs[0].data.params["vae.beta"] == "1000.0"
+    assert "test.kl" in runs[0].data.metrics  # evaluate logged into the experiment's run
