@@ -1,12 +1,13 @@
 # Wardrobe's pipeline in a container. Build and run from the project root:
 #
 #   docker build -t wardrobe .
-#   docker run --rm -u "$(id -u):$(id -g)" -v "$PWD:/work" wardrobe             # dvc repro
-#   docker run --rm -u "$(id -u):$(id -g)" -v "$PWD:/work" wardrobe dvc metrics show
+#   docker run --rm -u "$(id -u):$(id -g)" -v "$PWD:$PWD" -w "$PWD" wardrobe   # dvc repro
+#   docker run --rm -u "$(id -u):$(id -g)" -v "$PWD:$PWD" -w "$PWD" wardrobe dvc metrics show
 #
 # The image holds the Fashion-MNIST package and the pinned dependencies, installed by the
-# Makefile exactly as `make setup` installs them; the pipeline, its code and its outputs
-# live in the mounted work tree (a git clone), whose src/ comes first on PYTHONPATH.
+# Makefile exactly as `make setup` installs them; the pipeline, its code and its outputs live
+# in the mounted work tree (a git clone), whose src/ the entrypoint puts first on PYTHONPATH.
+# Mount it at the same path as on the host: mlflow.db records absolute artifact paths.
 FROM python:3.11-slim-bookworm
 
 ARG DEBIAN_FRONTEND=noninteractive
@@ -29,10 +30,11 @@ RUN make setup VENV=/opt/venv INSTALL=. \
 RUN useradd --create-home --uid 1000 wardrobe
 USER 1000:1000
 ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONPATH=/work/src \
     DVC_NO_ANALYTICS=1 \
     GX_ANALYTICS_ENABLED=False \
     MPLCONFIGDIR=/tmp/matplotlib \
     HOME=/tmp
 WORKDIR /work
+# The work tree's own code, wherever it is mounted.
+ENTRYPOINT ["/bin/sh", "-c", "PYTHONPATH=\"$PWD/src\" exec \"$@\"", "wardrobe"]
 CMD ["dvc", "repro"]

@@ -4,10 +4,10 @@
 #   ci/retrain.sh [--detect] BASE_REF
 #
 # BASE_REF is what the report compares against: the target branch of a pull request
-# (`origin/main`) or the previous commit on main (`HEAD~1`).
+# (`origin/main`), or on main the commit before the push (`HEAD~1` for a single commit).
 #
-# A change to params.yaml, dvc.yaml, src/ or pipeline/ between BASE_REF and HEAD means a
-# retrain. `--detect` only answers: it prints `retrain=true|false` (also to $GITHUB_OUTPUT
+# A change to params.yaml, dvc.yaml, src/, pipeline/ or the pinned dependencies
+# (pyproject.toml, requirements.lock) between BASE_REF and HEAD means a retrain. `--detect` only answers: it prints `retrain=true|false` (also to $GITHUB_OUTPUT
 # when set). Otherwise, when a retrain is needed, it pulls the DVC cache from the default
 # remote when one is configured, runs `dvc repro`, and writes a Markdown report (the params
 # and metrics diffs against BASE_REF, the test metrics, the figures) to
@@ -33,7 +33,7 @@ if ! base_commit=$(git rev-parse --verify --quiet "${base}^{commit}"); then
 fi
 
 # What makes a retrain: the pipeline's params, stages and code.
-watched=(params.yaml dvc.yaml src pipeline)
+watched=(params.yaml dvc.yaml src pipeline pyproject.toml requirements.lock)
 changed=$(git diff --name-only "${base_commit}" HEAD -- "${watched[@]}")
 retrain=false
 [[ -n "${changed}" ]] && retrain=true
@@ -91,6 +91,11 @@ if ! git diff --quiet -- dvc.lock reports/metrics.json; then
     lock_note+=" arithmetic gives other bytes. Run \`make repro\` and commit both."
 fi
 
+# Separate assignments, so that a failing diff stops the script (set -e).
+params_diff=$(dvc params diff "${base}" --md)
+metrics_diff=$(dvc metrics diff "${base}" --md)
+table=$(python -m wardrobe.report)
+
 tmp="${report}.tmp"
 {
     echo "## Wardrobe retrain: ${head} against \`${base}\` (${short_base})"
@@ -101,15 +106,15 @@ tmp="${report}.tmp"
     echo
     echo "### Params that changed"
     echo
-    or_none "$(dvc params diff "${base_commit}" --md)" "No param changed."
+    or_none "${params_diff}" "No param changed."
     echo
     echo "### Metrics against the base"
     echo
-    or_none "$(dvc metrics diff "${base_commit}" --md)" "No metric changed."
+    or_none "${metrics_diff}" "No metric changed."
     echo
     echo "### Test metrics of this run"
     echo
-    python -m wardrobe.report
+    echo "${table}"
     echo
     echo "### Figures"
     echo

@@ -24,6 +24,7 @@ def main() -> None:
     args = parser.parse_args()
 
     raw = read_params(args.params)
+    tracking.check_reachable(tracking.tracking_uri())  # fail before the work, not after
     params, seed = EvaluateParams.from_raw(raw, args.params), load_seed(raw, args.params)
     test = load_split(Path(args.data) / "test.npz")
     train_images, _ = load_split(Path(args.data) / "train.npz")

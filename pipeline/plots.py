@@ -28,6 +28,7 @@ def main() -> None:
     args = parser.parse_args()
 
     raw = read_params(args.params)
+    tracking.check_reachable(tracking.tracking_uri())  # fail before the work, not after
     params, seed = PlotsParams.from_raw(raw, args.params), load_seed(raw, args.params)
     images, labels = load_split(Path(args.data) / "test.npz")
     models = {name: load_trained(args.models, name) for name in ("ae", "vae")}

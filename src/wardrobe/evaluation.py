@@ -29,7 +29,6 @@ from wardrobe.errors import DataError, WardrobeError
 log = logging.getLogger(__name__)
 
 EPSILON = 1e-7  # Keras clips probabilities to [EPSILON, 1 - EPSILON] in binary cross-entropy
-MODEL_FILES = {"ae": ("encoder.keras", "decoder.keras"), "vae": ("vae.keras",)}
 
 
 # --- reconstruction -------------------------------------------------------------------------
@@ -294,10 +293,11 @@ def evaluate_model(
         "frechet_distance_reconstructions": scorer.distance(reconstructions),
     }
     if model.variational:
-        sampled = model.decode(codes["z"], batch_size)
+        sampled = binary_crossentropy(images, model.decode(codes["z"], batch_size))
         kl = kl_divergence(codes["z_mean"], codes["z_log_var"])
+        metrics["bce_sampled"] = sampled  # decoded from sampled z, as in training
         metrics["kl"] = kl
-        metrics["loss"] = model.beta * binary_crossentropy(images, sampled) + kl
+        metrics["loss"] = model.beta * sampled + kl
     metrics["latent"] = latent_statistics(codes["z"])
     points = model.sample_latent(generated, rng, codes["z"])
     metrics["generation"] = scorer.generation_quality(model.decode(points, batch_size))
@@ -333,6 +333,9 @@ def evaluate_all(
     test images (the floor generated images are measured against), then each model's
     metrics. Raises EvaluationError on a non-finite value."""
     images, labels = test
+    models = {name: load_trained(models_dir, name) for name in ("ae", "vae")}
+    records = {name: model.run for name, model in models.items()}
+    records["classifier"] = read_run_record(Path(models_dir) / "classifier")
     scorer = Scorer.load(Path(models_dir) / "classifier", batch_size)
     features, probabilities = scorer.features(images)
     scorer.reference = gaussian_fit(features)
@@ -350,7 +353,6 @@ def evaluate_all(
             }
         }
     }
-    models = {name: load_trained(models_dir, name) for name in ("ae", "vae")}
     for name, model in models.items():
         log.info("evaluate: %s on %d test images, %d generated", name, len(images), generated)
         metrics[name] = {
@@ -358,12 +360,15 @@ def evaluate_all(
                 model, images, scorer, generated=generated, batch_size=batch_size, seed=seed
             )
         }
+    require_finite(metrics)
+    return metrics, records
+
+
+def require_finite(metrics: Mapping[str, Any]) -> None:
+    """Raise EvaluationError naming every value that is NaN or infinite."""
     bad = [k for k, v in flatten_metrics(metrics).items() if not np.isfinite(v)]
     if bad:
         raise EvaluationError(
             f"{', '.join(bad)} not finite; the model collapsed or diverged: check its "
             "history.csv and retrain it with other params"
         )
-    records = {name: model.run for name, model in models.items()}
-    records["classifier"] = read_run_record(Path(models_dir) / "classifier")
-    return metrics, records

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from collections.abc import Mapping
@@ -25,12 +26,12 @@ from wardrobe.fsio import atomic_file
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 KEY_FIGURES = (  # (model, figure, caption)
-    ("ae", "latent_by_class", "AE latent space of 5,000 test images, coloured by class"),
+    ("ae", "latent_by_class", "AE latent space of test images, coloured by class"),
     ("ae", "generated", "AE: images decoded from points drawn uniformly in the embeddings' box"),
-    ("ae", "latent_grid", "AE: a 15 x 15 grid decoded across the embeddings' range"),
+    ("ae", "latent_grid", "AE: a grid decoded across the embeddings' range"),
     ("vae", "latent_pvalues", "VAE latent space and the same points as p-values"),
     ("vae", "generated", "VAE: images decoded from z ~ N(0, I)"),
-    ("vae", "latent_grid", "VAE: a 15 x 15 grid of normal quantiles"),
+    ("vae", "latent_grid", "VAE: a grid of normal quantiles, decoded"),
 )
 
 
@@ -69,15 +70,16 @@ def _top_class(generation: Mapping[str, Any] | None) -> str:
 ROWS: tuple[tuple[str, str, int], ...] = (  # (label, key under <model>.test, digits)
     ("reconstruction BCE (test, mean per pixel)", "bce", 4),
     ("reconstruction MSE (test)", "mse", 4),
+    ("reconstruction BCE from sampled z (test)", "bce_sampled", 4),
     ("KL term (test, mean per image)", "kl", 2),
-    ("training objective: beta x BCE + KL (test)", "loss", 2),
+    ("training objective: beta x BCE (sampled z) + KL (test)", "loss", 2),
     (
         "KL of a Gaussian fitted to the embeddings from N(0, I)",
         "latent.kl_from_standard_normal",
         2,
     ),
     ("Frechet distance: test reconstructions", "frechet_distance_reconstructions", 1),
-    ("Frechet distance: 10,000 generated images", "generation.frechet_distance", 1),
+    ("Frechet distance: generated images", "generation.frechet_distance", 1),
     ("classifier's mean confidence on generated images", "generation.mean_confidence", 3),
     ("entropy of generated classes (bits; even split 3.32)", "generation.class_entropy_bits", 2),
 )
@@ -98,8 +100,8 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
     lines += [
         "",
         f"The scoring classifier's test accuracy is {_num(classifier.get('accuracy'), 4)}; "
-        "the Frechet distance between 10,000 train and the 10,000 test images, the floor for "
-        f"real images, is {_num(classifier.get('frechet_distance_train'), 2)}.",
+        "the Frechet distance between train images and the test images, the floor for real "
+        f"images, is {_num(classifier.get('frechet_distance_train'), 2)}.",
     ]
     return "\n".join(lines)
 
@@ -123,7 +125,7 @@ def results_section(
         target = docs_dir / f"{model}_{name}.png"
         with atomic_file(target) as tmp:
             shutil.copyfile(source, tmp)
-        rel = target.resolve().relative_to(readme_dir.resolve()).as_posix()
+        rel = Path(os.path.relpath(target.resolve(), readme_dir.resolve())).as_posix()
         parts.append(f"![{caption}]({rel})")
         parts.append("")
     return "\n".join(parts).rstrip("\n")

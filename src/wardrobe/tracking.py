@@ -89,6 +89,15 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def unwritable(exc: OSError) -> TrackingError:
+    """A file of the run (an artifact, a model) could not be written."""
+    where = exc.filename or "a run file"
+    return TrackingError(
+        f"cannot write {where} ({exc.strerror or exc}); make the path writable (in Docker, "
+        "mount the project at the same path as on the host) and run the stage again"
+    )
+
+
 def configure(experiment: str | None = None) -> str:
     """Point MLflow at the project's store and experiment; return the tracking URI."""
     import mlflow
@@ -193,6 +202,9 @@ def training_run(
     except MlflowException as exc:
         end("FAILED")
         raise refused(exc) from None
+    except OSError as exc:
+        end("FAILED")
+        raise unwritable(exc) from None
     except BaseException:
         end("FAILED")
         raise
@@ -347,4 +359,6 @@ def log_to_recorded_run(
             f"MLflow tracking store {uri} failed while logging to run {run_id}: "
             f"{_first_line(exc)}; check the store and run the stage again"
         ) from None
+    except OSError as exc:
+        raise unwritable(exc) from None
     return True

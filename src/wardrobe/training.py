@@ -1,5 +1,6 @@
-"""The one training loop both models use: seeding, the tf.data input pipeline, callbacks, the
-per-epoch history, and the atomic write of the model directory with its MLflow run."""
+"""The one training loop every training stage uses (AE, VAE, classifier): seeding, the tf.data
+input pipeline, callbacks, the per-epoch history, and the atomic write of the model directory
+with its MLflow run."""
 
 from __future__ import annotations
 
@@ -174,10 +175,11 @@ def data_fingerprint(paths: Sequence[str | os.PathLike[str]]) -> str:
 
 @dataclass(frozen=True)
 class TrainingJob:
-    """What differs between the AE and the VAE stage; everything else is shared."""
+    """What differs between the training stages (AE, VAE, classifier); everything else is
+    shared."""
 
     run_name: str  # "ae" | "vae" | "classifier": the MLflow run name and params.yaml section
-    section: Any  # AEParams | VAEParams: epochs, batch_size and the rest, logged to MLflow
+    section: Any  # AEParams | VAEParams | ClassifierParams: epochs, batch_size, ..., logged
     seed: int
     model: keras.Model  # compiled
     parts: Mapping[str, keras.Model]  # file stem -> model saved beside history.csv
