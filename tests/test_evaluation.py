@@ -1,4 +1,4 @@
-"""The metric functions against values computed by hand, and the README results section."""
+"""The metric functions against values computed by hand."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from wardrobe.evaluation import (
+    EvaluationError,
     binary_crossentropy,
     class_distribution,
     class_key,
@@ -18,6 +19,7 @@ from wardrobe.evaluation import (
     kl_divergence,
     latent_statistics,
     mean_squared_error,
+    require_finite,
 )
 
 
@@ -127,3 +129,11 @@ def test_class_distribution_and_entropy():
 def test_class_keys():
     assert class_key("T-shirt/top") == "t_shirt_top"
     assert class_key("Ankle boot") == "ankle_boot"
+
+
+def test_non_finite_metrics_are_refused_by_name():
+    require_finite({"ae": {"test": {"bce": 0.25}}})
+    with pytest.raises(EvaluationError, match=r"^ae\.test\.latent\.kl, vae\.test\.bce not finite"):
+        require_finite(
+            {"ae": {"test": {"latent": {"kl": math.inf}}}, "vae": {"test": {"bce": math.nan}}}
+        )

@@ -25,7 +25,7 @@ PER_MODEL = [
 METRIC_KEYS = {
     *(f"ae.{k}" for k in PER_MODEL),
     *(f"vae.{k}" for k in PER_MODEL),
-    "vae.test.kl", "vae.test.loss",
+    "vae.test.kl", "vae.test.bce_sampled", "vae.test.loss",
     "classifier.test.accuracy", "classifier.test.mean_confidence",
     "classifier.test.frechet_distance_train",
 }  # fmt: skip
@@ -83,7 +83,6 @@ def test_evaluate_writes_every_metric_finite_and_logs_them_into_the_runs(trained
         shares = evaluated[model]["test"]["generation"]["class_shares"]
         assert sum(shares.values()) == pytest.approx(1.0)
         assert evaluated[model]["test"]["generation"]["top_class_share"] == max(shares.values())
-    assert 0 <= evaluated["classifier"]["test"]["accuracy"] <= 1
 
     client = client_for(trained)
     for model in ("ae", "vae", "classifier"):
@@ -100,6 +99,12 @@ def test_reconstruction_metrics_agree_with_keras(trained, evaluated):
     import wardrobe.models  # noqa: F401
 
     images = np.load(trained / "data" / "test.npz")["images"]
+    labels = np.load(trained / "data" / "test.npz")["labels"]
+    classifier = keras.models.load_model(trained / "models" / "classifier" / "classifier.keras")
+    predicted = classifier.predict(images, verbose=0).argmax(axis=1)
+    assert evaluated["classifier"]["test"]["accuracy"] == pytest.approx(
+        float(np.mean(predicted == labels))
+    )
     autoencoder = keras.models.load_model(trained / "models" / "ae" / "autoencoder.keras")
     keras_bce = autoencoder.evaluate(images, images, batch_size=50, verbose=0)
     assert evaluated["ae"]["test"]["bce"] == pytest.approx(keras_bce, rel=1e-5)
@@ -109,6 +114,8 @@ def test_reconstruction_metrics_agree_with_keras(trained, evaluated):
     decoded = vae.decoder.predict(z_mean, verbose=0)
     bce = float(np.mean(keras.losses.binary_crossentropy(images, decoded)))
     assert evaluated["vae"]["test"]["bce"] == pytest.approx(bce, rel=1e-5)
+    test = evaluated["vae"]["test"]
+    assert test["loss"] == pytest.approx(vae.beta * test["bce_sampled"] + test["kl"])
     # The objective with z sampled by the evaluation's own seed, against Keras' own sampling.
     keras_total = vae.evaluate(images, batch_size=100, verbose=0, return_dict=True)["total_loss"]
     assert evaluated["vae"]["test"]["loss"] == pytest.approx(keras_total, rel=0.02)
@@ -158,6 +165,17 @@ def test_a_store_without_the_runs_still_gets_metrics_and_a_warning(trained, tmp_
     assert result.returncode == 0, result.stderr
     assert f"is not in {other}; its results are written to files only" in result.stderr
     assert (trained / "reports" / "elsewhere.json").is_file()
+
+
+def test_an_unreachable_tracking_server_fails_evaluate_before_the_work(trained, closed_port_url):
+    result = evaluate(
+        trained, out="reports/never.json", env={"MLFLOW_TRACKING_URI": closed_port_url}
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("evaluate: error:")]
+    assert len(errors) == 1 and f"MLflow tracking server {closed_port_url}" in errors[0]
+    assert "evaluate: ae on" not in result.stderr  # nothing was computed
+    assert not (trained / "reports" / "never.json").exists()
 
 
 def test_a_damaged_model_fails_with_one_line_and_keeps_the_old_metrics(trained, tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_tiny_project, train
+from conftest import make_tiny_project, train, write_params
 from wardrobe.data import save_split
 
 TF_NOISE = ("WARNING: All log messages", "I0000", "oneDNN", "cpu_feature_guard")
@@ -154,6 +154,20 @@ def test_nan_input_fails_the_stage_marks_the_run_failed_and_keeps_models(project
     experiment = client.get_experiment_by_name("wardrobe").experiment_id
     runs = client.search_runs([experiment], order_by=["attributes.start_time DESC"])
     assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
+
+
+def test_a_classifier_below_its_threshold_fails_and_writes_nothing(project):
+    write_params(project, project / "params.yaml", classifier={"min_accuracy": 0.99})
+    result = train(project, "classifier")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "train_classifier: error:" in line]
+    assert len(errors) == 1, result.stderr
+    assert "is below classifier.min_accuracy 0.99; train longer (classifier.epochs)" in errors[0]
+    assert list((project / "models").iterdir()) == []  # no model, no staging leftovers
+    client = client_for(project)
+    experiment = client.get_experiment_by_name("wardrobe").experiment_id
+    [run] = client.search_runs([experiment])
+    assert run.info.run_name == "classifier" and run.info.status == "FAILED"
 
 
 def test_failed_checks_stop_training(project):
