@@ -311,10 +311,14 @@ def test_the_ui_shows_runs_and_their_comparison_in_a_browser(ui, tmp_path_factor
         )
         driver.save_screenshot(str(shots / "compare.png"))
         body = driver.find_element(By.TAG_NAME, "body").text
-        assert "test.generation.frechet_distance" in body and "Run Name:" in body
+        assert "Run Name:" in body and "epoch_seconds" in body
+        # The whole page in one tall screenshot: params, metrics and tags of both runs.
+        driver.set_window_size(1600, 3200)
+        time.sleep(2)  # the page re-lays itself out for the new size
+        driver.save_screenshot(str(shots / "compare_full.png"))
     finally:
         driver.quit()
-    for name in ("experiment.png", "compare.png"):
+    for name in ("experiment.png", "compare.png", "compare_full.png"):
         assert (shots / name).read_bytes().startswith(b"\x89PNG")
     print(f"screenshots: {shots}")
 
