@@ -244,22 +244,24 @@ class Scorer:
         """(features, class probabilities)."""
         return tuple(self.model.predict(images, batch_size=self.batch_size, verbose=0))
 
-    def distance(self, images: np.ndarray) -> float:
-        """Frechet distance between the images' features and the reference features."""
+    def distance_of_features(self, features: np.ndarray) -> float:
+        """Frechet distance between features and the reference features."""
         if self.reference is None:
             raise ValueError("set the reference features first")
-        return frechet_distance(*gaussian_fit(self.features(images)[0]), *self.reference)
+        return frechet_distance(*gaussian_fit(features), *self.reference)
+
+    def distance(self, images: np.ndarray) -> float:
+        """Frechet distance between the images' features and the reference features."""
+        return self.distance_of_features(self.features(images)[0])
 
     def generation_quality(self, generated: np.ndarray) -> dict[str, Any]:
         """Frechet distance to the reference features; how confidently the classifier
         recognises the images (the mean of its top class probability); the distribution of
         the classes it predicts."""
-        if self.reference is None:
-            raise ValueError("set the reference features first")
         features, probabilities = self.features(generated)
         shares = class_distribution(probabilities.argmax(axis=1))
         return {
-            "frechet_distance": frechet_distance(*gaussian_fit(features), *self.reference),
+            "frechet_distance": self.distance_of_features(features),
             "mean_confidence": float(probabilities.max(axis=1).mean()),
             "class_entropy_bits": entropy_bits(shares),
             "top_class_share": float(shares.max()),
@@ -347,9 +349,7 @@ def evaluate_all(
             "test": {
                 "accuracy": float(np.mean(probabilities.argmax(axis=1) == labels)),
                 "mean_confidence": float(probabilities.max(axis=1).mean()),
-                "frechet_distance_train": frechet_distance(
-                    *gaussian_fit(train_features), *scorer.reference
-                ),
+                "frechet_distance_train": scorer.distance_of_features(train_features),
             }
         }
     }

@@ -7,7 +7,6 @@ Each figure function takes arrays and returns a matplotlib Figure of a fixed siz
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +23,6 @@ from scipy.stats import norm
 from wardrobe.data import CLASS_NAMES
 from wardrobe.evaluation import TrainedModel
 from wardrobe.params import PlotsParams
-
-log = logging.getLogger(__name__)
 
 MODEL_TITLES = {"ae": "Autoencoder", "vae": "VAE"}
 FIGURE_SIZES = {  # inches
@@ -147,10 +144,12 @@ def generated_figure(
     return fig
 
 
-def mosaic(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """(rows * cols, H, W[, 1]) images -> one (rows * H, cols * W) image, row-major."""
-    images = np.asarray(images).reshape(rows, cols, *np.asarray(images).shape[1:3])
-    return images.transpose(0, 2, 1, 3).reshape(rows * images.shape[2], cols * images.shape[3])
+def mosaic(tiles: np.ndarray) -> np.ndarray:
+    """(rows, cols, H, W[, 1]) images -> one (rows * H, cols * W) image."""
+    tiles = np.asarray(tiles)
+    rows, cols, height, width = tiles.shape[:4]  # a trailing channel axis of 1 drops out
+    grid = tiles.reshape(rows, cols, height, width).transpose(0, 2, 1, 3)
+    return grid.reshape(rows * height, cols * width)
 
 
 def latent_grid_figure(
@@ -174,7 +173,7 @@ def latent_grid_figure(
     # decoded is in row-major order over (y ascending, x ascending); draw largest y on top.
     tiles = np.asarray(decoded).reshape(n, n, *np.asarray(decoded).shape[1:])[::-1]
     side = tiles.shape[2]
-    right.imshow(mosaic(tiles.reshape(n * n, *tiles.shape[2:]), n, n), cmap="gray_r",
+    right.imshow(mosaic(tiles), cmap="gray_r",
                  vmin=0.0, vmax=1.0)  # fmt: skip
     ticks = np.arange(n) * side + side / 2
     every = max(1, n // 8)
