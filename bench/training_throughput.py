@@ -4,7 +4,7 @@ In one process, on the same images and batch size, two copies of the same model 
 epoch at a time, alternating (which side goes first flips every round):
   baseline  the lecture's code: `model.fit(x, x, shuffle=True, validation_data=(x_val, x_val))`
             on NumPy arrays;
-  pipeline  `wardrobe.training.fit`: the tf.data input pipeline, the NaN watchdog, the epoch
+  pipeline  `wardrobe.training.loop.fit`: the tf.data input pipeline, the NaN watchdog, the epoch
             timer and per-epoch MLflow logging into a real (temporary SQLite) tracking store,
             inside an MLflow run.
 Each measurement is the wall time of a whole one-epoch `fit` call (input pipeline, training,
@@ -31,10 +31,13 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from wardrobe import tracking
-from wardrobe.data import load_split
-from wardrobe.models import build_autoencoder, build_vae
-from wardrobe.training import fit, seed_everything
+from wardrobe.dataset import load_split
+from wardrobe.models.autoencoder import build_autoencoder
+from wardrobe.models.vae import build_vae
+from wardrobe.tracking.models import EpochMetrics
+from wardrobe.tracking.runs import training_run
+from wardrobe.tracking.store import configure
+from wardrobe.training.loop import fit, seed_everything
 
 
 def build(model: str) -> tuple[keras.Model, bool]:
@@ -71,7 +74,7 @@ def main() -> None:
     seed_everything(0, args.deterministic == "on")
     store = tempfile.mkdtemp(prefix="wardrobe-bench-")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
-    tracking.configure(experiment="bench")
+    configure(experiment="bench")
 
     baseline_model, autoencoding = build(args.model)
     pipeline_model, _ = build(args.model)
@@ -85,11 +88,11 @@ def main() -> None:
     def pipeline(epoch: int) -> None:
         fit(pipeline_model, (x, None), (x_val, None), epochs=1, batch_size=args.batch_size,
             seed=epoch, target="images" if autoencoding else None,
-            callbacks=[tracking.EpochMetrics()], verbose=0)  # fmt: skip
+            callbacks=[EpochMetrics()], verbose=0)  # fmt: skip
 
     sides = {"baseline": baseline, "pipeline": pipeline}
     rates: dict[str, list[float]] = {"baseline": [], "pipeline": []}
-    with tracking.training_run("bench", {"model": args.model}, {"bench": "true"}):
+    with training_run("bench", {"model": args.model}, {"bench": "true"}):
         for side in sides.values():
             side(0)  # tracing
         for r in range(args.rounds):

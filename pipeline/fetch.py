@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Sequence
 
-from wardrobe.cli import run_stage
-from wardrobe.data import fetch_raw
-from wardrobe.params import DataParams, load_section
+from wardrobe.cli import parse_args, run_stage
+from wardrobe.fetch import fetch_raw
+from wardrobe.params import load
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params file (section `data`)")
-    parser.add_argument("--out", required=True, help="directory for the IDX files (data/raw)")
-    args = parser.parse_args()
-
-    params = load_section(DataParams.from_raw, args.params)
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv, __doc__, out="directory for the IDX files (data/raw)")
+    data = load(args.params).data
     used = fetch_raw(
-        args.out,
-        mirror=params.mirror,
-        urls=params.urls,
-        timeout_s=params.timeout_s,
-        retries=params.retries,
-    )
+        args.out, mirror=data.mirror, urls=data.urls, timeout_s=data.timeout_s,
+        retries=data.retries,
+    )  # fmt: skip
     for name, source in used.items():
         print(f"fetch: {name} <- {source}")
 

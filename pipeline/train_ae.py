@@ -2,38 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 
-import keras
-
-from wardrobe.cli import run_stage
-from wardrobe.models import build_autoencoder
-from wardrobe.params import AEParams
-from wardrobe.training import TrainingJob, run_training_stage
-
-LOSSES = {"bce": "binary_crossentropy", "mse": "mean_squared_error"}
+from wardrobe.cli import parse_args, run_stage
+from wardrobe.params import load
+from wardrobe.training.ae import train
 
 
-def build_job(params: AEParams, seed: int) -> TrainingJob:
-    autoencoder, encoder, decoder = build_autoencoder(params.latent_dim, params.filters)
-    autoencoder.compile(
-        optimizer=keras.optimizers.Adam(params.learning_rate), loss=LOSSES[params.loss]
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(
+        argv, __doc__, data="directory of train.npz and test.npz (data/processed)",
+        checks="the data checks' verdict (reports/data_checks/summary.json)",
+        out="model directory (models/ae)",
+    )  # fmt: skip
+    params = load(args.params)
+    trained = train(params.ae, params.seed, args.data, args.checks, args.out)
+    print(
+        f"train_ae: {params.ae.epochs} epochs in {trained.seconds:.1f} s, val_loss "
+        f"({params.ae.loss}) {trained.last_epoch['val_loss']:.4f}; MLflow run {trained.run_id}"
     )
-    return TrainingJob(
-        run_name="ae",
-        section=params,
-        seed=seed,
-        model=autoencoder,
-        parts={"autoencoder": autoencoder, "encoder": encoder, "decoder": decoder},
-        target="images",
-    )
-
-
-def summarize(params: AEParams, last: Mapping[str, float]) -> str:
-    return f"val_loss ({params.loss}) {last['val_loss']:.4f}"
 
 
 if __name__ == "__main__":
-    run_stage(
-        "train_ae", lambda: run_training_stage(__doc__, AEParams.from_raw, build_job, summarize)
-    )
+    run_stage("train_ae", main)

@@ -3,40 +3,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 
-import keras
-
-from wardrobe.cli import run_stage
-from wardrobe.models.classifier import build_classifier
-from wardrobe.params import ClassifierParams
-from wardrobe.training import TrainingJob, run_training_stage
+from wardrobe.cli import parse_args, run_stage
+from wardrobe.params import load
+from wardrobe.training.classifier import train
 
 
-def build_job(params: ClassifierParams, seed: int) -> TrainingJob:
-    classifier = build_classifier(params.filters, params.features, params.dropout)
-    classifier.compile(
-        optimizer=keras.optimizers.Adam(params.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(
+        argv, __doc__, data="directory of train.npz and test.npz (data/processed)",
+        checks="the data checks' verdict (reports/data_checks/summary.json)",
+        out="model directory (models/classifier)",
+    )  # fmt: skip
+    params = load(args.params)
+    trained = train(params.classifier, params.seed, args.data, args.checks, args.out)
+    print(
+        f"train_classifier: {params.classifier.epochs} epochs in {trained.seconds:.1f} s, "
+        f"test accuracy {trained.last_epoch['val_accuracy']:.4f}; MLflow run {trained.run_id}"
     )
-    return TrainingJob(
-        run_name="classifier",
-        section=params,
-        seed=seed,
-        model=classifier,
-        parts={"classifier": classifier},
-        target="labels",
-        min_val_accuracy=params.min_accuracy,
-    )
-
-
-def summarize(params: ClassifierParams, last: Mapping[str, float]) -> str:
-    return f"test accuracy {last['val_accuracy']:.4f}"
 
 
 if __name__ == "__main__":
-    run_stage(
-        "train_classifier",
-        lambda: run_training_stage(__doc__, ClassifierParams.from_raw, build_job, summarize),
-    )
+    run_stage("train_classifier", main)

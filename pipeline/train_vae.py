@@ -2,37 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 
-import keras
-
-from wardrobe.cli import run_stage
-from wardrobe.models import build_vae
-from wardrobe.params import VAEParams
-from wardrobe.training import TrainingJob, run_training_stage
+from wardrobe.cli import parse_args, run_stage
+from wardrobe.params import load
+from wardrobe.training.vae import train
 
 
-def build_job(params: VAEParams, seed: int) -> TrainingJob:
-    vae, encoder, decoder = build_vae(params.latent_dim, params.filters, params.beta, seed=seed)
-    vae.compile(optimizer=keras.optimizers.Adam(params.learning_rate))
-    return TrainingJob(
-        run_name="vae",
-        section=params,
-        seed=seed,
-        model=vae,
-        parts={"vae": vae, "encoder": encoder, "decoder": decoder},
-        target=None,
-    )
-
-
-def summarize(params: VAEParams, last: Mapping[str, float]) -> str:
-    return (
-        f"val reconstruction {last['val_reconstruction_loss']:.2f}, "
-        f"val KL {last['val_kl_loss']:.2f}"
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(
+        argv, __doc__, data="directory of train.npz and test.npz (data/processed)",
+        checks="the data checks' verdict (reports/data_checks/summary.json)",
+        out="model directory (models/vae)",
+    )  # fmt: skip
+    params = load(args.params)
+    trained = train(params.vae, params.seed, args.data, args.checks, args.out)
+    last = trained.last_epoch
+    print(
+        f"train_vae: {params.vae.epochs} epochs in {trained.seconds:.1f} s, val reconstruction "
+        f"{last['val_reconstruction_loss']:.2f}, val KL {last['val_kl_loss']:.2f}; "
+        f"MLflow run {trained.run_id}"
     )
 
 
 if __name__ == "__main__":
-    run_stage(
-        "train_vae", lambda: run_training_stage(__doc__, VAEParams.from_raw, build_job, summarize)
-    )
+    run_stage("train_vae", main)

@@ -1,11 +1,14 @@
-"""Shared fixtures: the real dataset, synthetic IDX files and a local HTTP mirror."""
+"""Shared helpers and fixtures: the real dataset, params, tiny projects, stage scripts (in-process
+and as DVC runs them), project copies for DVC, synthetic IDX files and a local HTTP mirror."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
 import http.server
+import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,11 +21,21 @@ import numpy as np
 import pytest
 import yaml
 
-from wardrobe.data import SPLIT_FILES, CanonicalFile, save_split
+from wardrobe.dataset import SPLIT_FILES, save_split
+from wardrobe.fetch import CanonicalFile
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 REAL_MIRROR = Path("/usr/share/datasets/fashion-mnist")
+
+QUICK = {"epochs": 2, "batch_size": 50}  # a training section of the tiny project
+QUICK_RUN = {  # a whole pipeline run on the real data in a few minutes
+    "preprocess": {"limit_train": 500, "limit_test": 200},
+    "ae": {"epochs": 1},
+    "vae": {"epochs": 1},
+    "classifier": {"epochs": 1, "min_accuracy": 0.0},
+    "evaluate": {"generated": 500},
+}
 
 
 @pytest.fixture(scope="session")
@@ -44,9 +57,6 @@ def write_params(dest_dir: Path, source: Path | None = None, **sections: dict) -
     return path
 
 
-QUICK = {"epochs": 2, "batch_size": 50}
-
-
 def make_tiny_project(path: Path) -> Path:
     """A tiny project in `path`: quick params (2 epochs; no accuracy floor for the
     classifier), 200 train / 100 test real-looking images, passed checks, and a git
@@ -60,11 +70,40 @@ def make_tiny_project(path: Path) -> Path:
         save_split(path / "data" / f"{split}.npz", images, np.arange(n, dtype=np.uint8) % 10)
     (path / "checks").mkdir()
     (path / "checks" / "summary.json").write_text('{"success": true}')
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
     subprocess.run(["git", "init", "-q"], cwd=path, check=True)
-    subprocess.run([*git, "add", "params.yaml", "dvc.yaml"], cwd=path, check=True)
-    subprocess.run([*git, "commit", "-qm", "init"], cwd=path, check=True)
+    commit(path, "init")
     return path
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """The tiny project as the working directory, tracking into its own mlflow.db (no
+    MLFLOW_* or DVC_EXP_NAME settings of the calling shell)."""
+    for name in list(os.environ):
+        if name.startswith("MLFLOW_") or name == "DVC_EXP_NAME":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return make_tiny_project(tmp_path)
+
+
+def train(project: Path, model: str, out: str | None = None):
+    """Run a training stage's library function in this process, in `project` (the working
+    directory), as its stage script would; return its `Trained`."""
+    from wardrobe.params import load
+
+    params = load(project / "params.yaml")
+    trainer = importlib.import_module(f"wardrobe.training.{model}")
+    return trainer.train(
+        getattr(params, model), params.seed, project / "data",
+        project / "checks" / "summary.json", project / (out or f"models/{model}"),
+    )  # fmt: skip
+
+
+def client_for(project: Path):
+    """An MLflow client of the project's own store."""
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
 
 
 def stage_env(extra: dict | None = None) -> dict:
@@ -74,20 +113,24 @@ def stage_env(extra: dict | None = None) -> dict:
     return {**env, "PYTHONPATH": str(ROOT / "src"), **(extra or {})}
 
 
-def run_script(project: Path, script: str, *args: str, env: dict | None = None):
-    """Run pipeline/<script>.py of the checkout in `project`."""
+def run_script(cwd: Path, script: str, *args: str, env: dict | None = None):
+    """Run pipeline/<script>.py of the checkout in `cwd`, as DVC does: a new process."""
     return subprocess.run(
         [sys.executable, str(ROOT / "pipeline" / f"{script}.py"), *args],
-        cwd=project, capture_output=True, text=True, timeout=600, env=stage_env(env),
+        cwd=cwd, capture_output=True, text=True, timeout=600, env=stage_env(env),
     )  # fmt: skip
 
 
-def train(project: Path, model: str, env: dict | None = None, out: str | None = None):
-    """Run a training stage script on the tiny project's data."""
-    return run_script(
-        project, f"train_{model}", "--data", "data", "--checks", "checks/summary.json",
-        "--out", out or f"models/{model}", env=env,
-    )  # fmt: skip
+def assert_one_line_error(result: subprocess.CompletedProcess, stage: str, *needles: str) -> str:
+    """The process failed with exit status 1 and one `<stage>: error:` line holding every
+    needle, and no traceback; return that line."""
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if f"{stage}: error:" in line]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
 
 
 def project_repo(dest: Path) -> Path:
@@ -132,6 +175,11 @@ def dvc(repo: Path, *args: str, env: dict | None = None) -> subprocess.Completed
     )  # fmt: skip
 
 
+def ran_stages(output: str) -> list[str]:
+    """The stages a `dvc repro` or `dvc exp run` ran, in order, from its output."""
+    return re.findall(r"^Running stage '([^']+)'", output, flags=re.MULTILINE)
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """Encode a uint8 array as an IDX file."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
@@ -155,7 +203,7 @@ def write_raw_dir(path: Path, per_class: dict[str, int], seed: int = 0) -> Path:
 
 @pytest.fixture
 def small_files(tmp_path: Path) -> tuple[dict[str, CanonicalFile], Path]:
-    """Four small synthetic 'canonical' files (content + checksum) and a dir of their .gz."""
+    """Two small synthetic 'canonical' files (content + checksum) and a dir of their .gz."""
     source = tmp_path / "small_source"
     source.mkdir()
     files = {}

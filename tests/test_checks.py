@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from wardrobe.checks import ImageExpectations, run_checks, summarize_images
+from wardrobe.checks.suites import ImageExpectations, run_checks
+from wardrobe.checks.tables import summarize_images
 
 N = 50  # 5 per class
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import idx_bytes, write_raw_dir
-from wardrobe.data import (
+from wardrobe.dataset import (
+    SPLIT_FILES,
     balanced_subset,
-    fetch_raw,
     load_raw_split,
     load_split,
     preprocess_images,
@@ -16,6 +16,13 @@ from wardrobe.data import (
     save_split,
 )
 from wardrobe.errors import DataError
+from wardrobe.fetch import CANONICAL_FILES, fetch_raw
+
+
+def test_split_files_are_the_canonical_files():
+    assert sorted(name for pair in SPLIT_FILES.values() for name in pair) == sorted(
+        CANONICAL_FILES
+    )
 
 
 def test_read_idx_round_trip(tmp_path):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from wardrobe.data import CANONICAL_FILES, fetch_raw, sha256_file
 from wardrobe.errors import FetchError
+from wardrobe.fetch import CANONICAL_FILES, fetch_raw
+from wardrobe.fsio import sha256_file
 
 
 def test_local_mirror_dir_gives_decompressed_verified_files(tmp_path, real_mirror):
@@ -121,6 +124,44 @@ def test_gzip_with_a_flipped_byte_is_rejected(tmp_path, small_files):
     with pytest.raises(FetchError, match=r"not a valid gzip stream|does not match") as err:
         fetch_raw(tmp_path / "raw", mirror=str(source), urls=[], files=files)
     assert f.gz_name in str(err.value)
+
+
+BOMB = """
+import resource, sys
+from wardrobe.errors import FetchError
+from wardrobe.fetch import CanonicalFile, fetch_raw
+expected = CanonicalFile("bomb-idx1-ubyte", "0" * 64, 60_008)
+try:
+    fetch_raw(sys.argv[1], mirror=sys.argv[2], urls=[], files={expected.name: expected})
+except FetchError as exc:
+    print(exc)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB
+"""
+
+
+def test_gzip_bomb_is_rejected_without_decompressing_it_whole(tmp_path):
+    # 1 GiB of zeros in about 1 MB: decompressing it whole would take that 1 GiB.
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    block = gzip.compress(b"\0" * (64 << 20), compresslevel=9)
+    (mirror / "bomb-idx1-ubyte.gz").write_bytes(block * 16)
+    result = subprocess.run(
+        [sys.executable, "-c", BOMB, str(tmp_path / "raw"), str(mirror)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    message, peak_kib = result.stdout.strip().splitlines()
+    assert "decompresses to more than the expected 60,008 bytes" in message
+    assert int(peak_kib) < 300 * 1024, peak_kib  # the interpreter and NumPy, not the bomb
+
+
+def test_multi_member_gzip_is_accepted(tmp_path, small_files):
+    files, source = small_files
+    f = next(iter(files.values()))
+    content = gzip.decompress((source / f.gz_name).read_bytes())
+    half = len(content) // 2
+    (source / f.gz_name).write_bytes(gzip.compress(content[:half]) + gzip.compress(content[half:]))
+    fetch_raw(tmp_path / "raw", mirror=str(source), urls=[], files=files)
+    assert sha256_file(tmp_path / "raw" / f.name) == f.sha256
 
 
 def test_missing_file_on_server_is_a_404_without_retries(tmp_path, small_files, http_mirror):

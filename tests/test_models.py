@@ -9,7 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from wardrobe.models import VAE, Sampling, build_autoencoder, build_vae
+from wardrobe.models.autoencoder import build_autoencoder
+from wardrobe.models.vae import VAE, Sampling, build_vae
 
 FILTERS = (32, 64, 128)
 
@@ -86,7 +87,7 @@ def test_vae_fits_with_the_books_validation_tuple():
 
 LOAD_AND_PREDICT = """
 import sys, numpy as np, keras
-import wardrobe.models  # registers the custom classes
+import wardrobe.models.vae  # registers the custom classes
 x = np.load(sys.argv[1])
 out = {}
 for name in sys.argv[2:]:

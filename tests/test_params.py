@@ -1,41 +1,56 @@
-"""params.yaml: the real file loads; each bad value names its key and the rule."""
+"""params.yaml: the real file loads; each bad value is one line naming its key and the rule."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import yaml
 
 from conftest import ROOT
 from wardrobe.errors import ParamsError
-from wardrobe.params import (
-    AEParams,
-    ChecksParams,
-    DataParams,
-    PreprocessParams,
-    VAEParams,
-    load_section,
-    load_seed,
-    read_params,
-)
+from wardrobe.params import Params, load
 
 
 def test_project_params_load():
-    path = ROOT / "params.yaml"
-    data = load_section(DataParams.from_raw, path)
-    assert data.mirror == "/usr/share/datasets/fashion-mnist"
-    assert len(data.urls) == 2 and all(u.startswith("http") for u in data.urls)
-    pre = load_section(PreprocessParams.from_raw, path)
-    assert pre.limit_train is None and pre.limit_test is None
-    checks = load_section(ChecksParams.from_raw, path)
-    assert checks.raw_train_count == 60000 and checks.processed_pixel_range == (0.0, 1.0)
-    ae = load_section(AEParams.from_raw, path)
+    params = load(ROOT / "params.yaml")
+    assert params.data.mirror == "/usr/share/datasets/fashion-mnist"
+    assert len(params.data.urls) == 2 and all(u.startswith("http") for u in params.data.urls)
+    assert params.preprocess.limit_train is None and params.preprocess.limit_test is None
+    assert params.checks.raw_train_count == 60000
+    assert params.checks.processed_pixel_range == (0.0, 1.0)
+    ae = params.ae
     assert (ae.latent_dim, ae.filters, ae.loss, ae.epochs, ae.batch_size) == (
         2, (32, 64, 128), "bce", 5, 100,
     )  # fmt: skip
-    vae = load_section(VAEParams.from_raw, path)
+    vae = params.vae
     assert (vae.beta, vae.learning_rate, vae.epochs, vae.batch_size) == (500.0, 0.0005, 5, 100)
+    assert isinstance(vae.beta, float)  # 500 in YAML, a float to the model
     assert ae.deterministic and vae.deterministic
-    assert load_seed(read_params(path), str(path)) == 42
+    assert params.seed == 42
+
+
+def test_params_are_frozen():
+    params = load(ROOT / "params.yaml")
+    with pytest.raises(ValueError, match="frozen"):
+        params.vae.beta = 1.0
+
+
+def test_every_key_is_commented_in_params_yaml():
+    """The meaning of each key is written once, in params.yaml: every key has a comment on its
+    line or on a line of its own just above it."""
+    lines = (ROOT / "params.yaml").read_text().splitlines()
+    for section, model in Params.model_fields.items():
+        keys = [section] if section == "seed" else list(model.annotation.model_fields)
+        for key in keys:
+            indent = "" if section == "seed" else "  "
+            [i] = [n for n, line in enumerate(lines) if line.startswith(f"{indent}{key}:")
+                   and (not indent or _section_of(lines, n) == section)]  # fmt: skip
+            assert "#" in lines[i] or lines[i - 1].lstrip().startswith("#"), f"{section}.{key}"
+
+
+def _section_of(lines: list[str], n: int) -> str:
+    return next(line.split(":")[0] for line in reversed(lines[:n]) if line[:1].isalpha())
 
 
 def write(tmp_path, mutate):
@@ -47,63 +62,60 @@ def write(tmp_path, mutate):
 
 
 @pytest.mark.parametrize(
-    "cls, mutate, message",
+    "mutate, message",
     [
-        (PreprocessParams, lambda r: r["preprocess"].update(limit_train=55),
-         r"preprocess.limit_train must be null or a multiple of 10 .* got 55"),
-        (PreprocessParams, lambda r: r["preprocess"].update(limit_test="all"),
-         r"preprocess.limit_test must be an integer or null, got 'all'"),
-        (PreprocessParams, lambda r: r["preprocess"].update(limit_test=0),
+        (lambda r: r["preprocess"].update(limit_train=55),
+         r"preprocess.limit_train must be null or a multiple of 10, got 55"),
+        (lambda r: r["preprocess"].update(limit_test="all"),
+         r"preprocess.limit_test must be an integer, got 'all'"),
+        (lambda r: r["preprocess"].update(limit_test=0),
          r"preprocess.limit_test must be at least 10, got 0"),
-        (DataParams, lambda r: r["data"].update(timeout_s=0),
-         r"data.timeout_s must be at least 0.1"),
-        (DataParams, lambda r: r["data"].update(urls="http://x/"),
-         r"data.urls must be a list of non-empty strings"),
-        (DataParams, lambda r: r["data"].update(retries=True),
-         r"data.retries must be an integer"),
-        (DataParams, lambda r: r["data"].update(mirorr="/x"),
+        (lambda r: r["data"].update(timeout_s=0), r"data.timeout_s must be at least 0.1, got 0"),
+        (lambda r: r["data"].update(urls="http://x/"), r"data.urls must be a list"),
+        (lambda r: r["data"].update(retries=True), r"data.retries must be an integer, got True"),
+        (lambda r: r["data"].update(mirorr="/x"),
          r"data.mirorr is not a known key \(known: mirror, retries, timeout_s, urls\)"),
-        (DataParams, lambda r: r["data"].pop("mirror"), r"data.mirror is missing"),
-        (DataParams, lambda r: r.pop("data"), r"section 'data' is missing"),
-        (ChecksParams, lambda r: r["checks"].update(processed_pixel_range=[1, 0]),
-         r"checks.processed_pixel_range must be a list \[low, high\]"),
-        (ChecksParams, lambda r: r["checks"].update(examples=-1),
-         r"checks.examples must be at least 0"),
-        (AEParams, lambda r: r["ae"].update(loss="l1"), r"ae.loss must be one of bce, mse"),
-        (AEParams, lambda r: r["ae"].update(filters=[8] * 6),
-         r"ae.filters must be a list of 1 to 5 positive integers"),
-        (AEParams, lambda r: r["ae"].update(deterministic="yes"),
-         r"ae.deterministic must be true or false"),
-        (VAEParams, lambda r: r["vae"].update(beta=0), r"vae.beta must be greater than 0"),
-        (VAEParams, lambda r: r["vae"].update(learning_rate=-1e-3),
+        (lambda r: r["vae"].update(betta=3), r"vae.betta is not a known key \(known: .*beta"),
+        (lambda r: r.update(plot={"dpi": 1}), r"^\S+: plot is not a known key"),
+        (lambda r: r["data"].pop("mirror"), r"data.mirror is missing$"),
+        (lambda r: r.pop("data"), r": data is missing$"),
+        (lambda r: r.update(vae="x"), r"vae must be a mapping of keys to values, got 'x'"),
+        (lambda r: r["checks"].update(processed_pixel_range=[1, 0]),
+         r"checks.processed_pixel_range must be \[low, high\] with low <= high, got \[1, 0\]"),
+        (lambda r: r["checks"].update(examples=-1), r"checks.examples must be at least 0"),
+        (lambda r: r["ae"].update(loss="l1"), r"ae.loss must be one of 'bce' or 'mse', got 'l1'"),
+        (lambda r: r["ae"].update(filters=[8] * 6),
+         r"ae.filters must be a list of at most 5 items"),
+        (lambda r: r["ae"].update(filters=[8, -1]), r"ae.filters\[1\] must be greater than 0"),
+        (lambda r: r["ae"].update(deterministic="yes"), r"ae.deterministic must be true or false"),
+        (lambda r: r["ae"].update(epochs=5.0), r"ae.epochs must be an integer, got 5.0"),
+        (lambda r: r["ae"].update(epochs=1_000_000), r"ae.epochs must be at most 1000"),
+        (lambda r: r["vae"].update(beta=0), r"vae.beta must be greater than 0, got 0"),
+        (lambda r: r["vae"].update(beta=math.inf), r"vae.beta must be a finite number, got inf"),
+        (lambda r: r["vae"].update(beta=math.nan), r"vae.beta must be a finite number, got nan"),
+        (lambda r: r["vae"].update(learning_rate=-1e-3),
          r"vae.learning_rate must be greater than 0"),
-        (VAEParams, lambda r: r["vae"].update(batch_size=0), r"vae.batch_size must be at least 1"),
+        (lambda r: r["vae"].update(batch_size=0), r"vae.batch_size must be at least 1"),
+        (lambda r: r["evaluate"].update(generated=10**12), r"evaluate.generated must be at most"),
+        (lambda r: r["plots"].update(dpi=100_000), r"plots.dpi must be at most 600"),
+        (lambda r: r.update(seed=-3), r"seed must be at least 0, got -3"),
     ],
 )  # fmt: skip
-def test_bad_values_name_key_and_rule(tmp_path, cls, mutate, message):
+def test_bad_values_name_key_and_rule(tmp_path, mutate, message):
     path = write(tmp_path, mutate)
     with pytest.raises(ParamsError, match=message) as err:
-        load_section(cls.from_raw, path)
-    assert str(err.value).startswith(f"{path}: ")
+        load(path)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
 
 
 def test_unreadable_files(tmp_path):
-    with pytest.raises(ParamsError, match="not found"):
-        read_params(tmp_path / "nope.yaml")
+    with pytest.raises(ParamsError, match="not found; run from the project root or pass"):
+        load(tmp_path / "nope.yaml")
     (tmp_path / "bad.yaml").write_text("data: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML at line"):
-        read_params(tmp_path / "bad.yaml")
+        load(tmp_path / "bad.yaml")
     (tmp_path / "list.yaml").write_text("- a\n")
     with pytest.raises(ParamsError, match="must be a mapping of sections"):
-        read_params(tmp_path / "list.yaml")
-
-
-def test_seed_must_be_a_non_negative_integer(tmp_path):
-    path = write(tmp_path, lambda r: r.update(seed=-3))
-    with pytest.raises(ParamsError, match="seed must be a non-negative integer, got -3"):
-        load_seed(read_params(path), str(path))
-
-
-def test_params_path_that_is_a_directory(tmp_path):
+        load(tmp_path / "list.yaml")
     with pytest.raises(ParamsError, match="unreadable"):
-        read_params(tmp_path)
+        load(tmp_path)  # a directory

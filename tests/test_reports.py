@@ -1,18 +1,35 @@
-"""Stages evaluate and plots, and the README results section, on tiny trained models."""
+"""Stages evaluate and plots, and the README results section, on tiny trained models. The
+library's functions run in this process; the stage scripts run as DVC runs them where the exit
+status and the one-line error are what is tested."""
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import make_tiny_project, run_script, train, write_params
-from wardrobe.data import CLASS_NAMES
-from wardrobe.evaluation import class_key, flatten_metrics
+from conftest import (
+    assert_one_line_error,
+    client_for,
+    make_tiny_project,
+    run_script,
+    stage_env,
+    train,
+    write_params,
+)
+from wardrobe.dataset import CLASS_NAMES
+from wardrobe.evaluation import EvaluationError, require_finite
+from wardrobe.metrics import class_key
+from wardrobe.params import load
+from wardrobe.tracking.runs import flatten
 
 PER_MODEL = [
     "test.bce", "test.mse", "test.frechet_distance_reconstructions",
@@ -20,7 +37,6 @@ PER_MODEL = [
     "test.latent.kl_from_standard_normal",
     "test.generation.frechet_distance", "test.generation.mean_confidence",
     "test.generation.class_entropy_bits", "test.generation.top_class_share",
-    *[f"test.generation.class_shares.{class_key(n)}" for n in CLASS_NAMES],
 ]  # fmt: skip
 METRIC_KEYS = {
     *(f"ae.{k}" for k in PER_MODEL),
@@ -29,38 +45,42 @@ METRIC_KEYS = {
     "classifier.test.accuracy", "classifier.test.mean_confidence",
     "classifier.test.frechet_distance_train",
 }  # fmt: skip
+SHARES = [f"test.generation.class_shares.{class_key(n)}" for n in CLASS_NAMES]
 PLOTS = {"dpi": 30, "scatter_points": 100, "samples": 6, "grid_size": 5, "reconstructions": 4}
+EVALUATE_ARGS = ("--models", "models", "--data", "data")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """The tiny project with the AE, the VAE and the classifier trained for 2 epochs, and
-    small evaluate and plots params."""
-    project = make_tiny_project(tmp_path_factory.mktemp("reports"))
-    write_params(
-        project, project / "params.yaml",
-        evaluate={"generated": 300, "batch_size": 64}, plots=PLOTS,
-    )  # fmt: skip
-    for model in ("ae", "vae", "classifier"):
-        result = train(project, model)
-        assert result.returncode == 0, result.stderr
-    return project
+def trained(tmp_path_factory):
+    """The tiny project, as the working directory, with the AE, the VAE and the classifier
+    trained for 2 epochs, and small evaluate and plots params."""
+    project = tmp_path_factory.mktemp("reports")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name in list(os.environ):
+            if name.startswith("MLFLOW_") or name == "DVC_EXP_NAME":
+                monkeypatch.delenv(name)
+        monkeypatch.chdir(project)
+        make_tiny_project(project)
+        write_params(
+            project, project / "params.yaml",
+            evaluate={"generated": 300, "batch_size": 64}, plots=PLOTS,
+        )  # fmt: skip
+        for model in ("ae", "vae", "classifier"):
+            train(project, model)
+        yield project
 
 
-def evaluate(project: Path, out: str = "reports/metrics.json", env: dict | None = None):
-    args = ("--models", "models", "--data", "data", "--out", out)
-    return run_script(project, "evaluate", *args, env=env)
+def evaluate(project: Path, name: str = "metrics") -> dict:
+    """The evaluate stage's library function, in this process; returns what it wrote."""
+    from wardrobe.evaluation import evaluate
 
-
-def plots(project: Path, env: dict | None = None):
-    args = ("--models", "models", "--data", "data", "--out", "reports/figures")
-    return run_script(project, "plots", *args, env=env)
-
-
-def client_for(project: Path):
-    import mlflow
-
-    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    params = load(project / "params.yaml")
+    metrics = project / "reports" / f"{name}.json"
+    shares = project / "reports" / f"{name}_shares.json"
+    returned = evaluate(params.evaluate, params.seed, "models", "data", metrics, shares)
+    written = json.loads(metrics.read_text())
+    assert written == returned
+    return {**written, "class_shares": json.loads(shares.read_text())}
 
 
 def run_id(project: Path, model: str) -> str:
@@ -69,34 +89,39 @@ def run_id(project: Path, model: str) -> str:
 
 @pytest.fixture(scope="module")
 def evaluated(trained) -> dict:
-    result = evaluate(trained)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("evaluate: AE test BCE")
-    return json.loads((trained / "reports" / "metrics.json").read_text())
+    return evaluate(trained)
 
 
 def test_evaluate_writes_every_metric_finite_and_logs_them_into_the_runs(trained, evaluated):
-    flat = flatten_metrics(evaluated)
+    shares = evaluated["class_shares"]
+    flat = flatten({k: v for k, v in evaluated.items() if k != "class_shares"})
     assert set(flat) == METRIC_KEYS
     assert all(np.isfinite(v) for v in flat.values()), flat
+    assert set(shares) == {"ae", "vae"}
     for model in ("ae", "vae"):
-        shares = evaluated[model]["test"]["generation"]["class_shares"]
-        assert sum(shares.values()) == pytest.approx(1.0)
-        assert evaluated[model]["test"]["generation"]["top_class_share"] == max(shares.values())
+        assert set(shares[model]) == {class_key(n) for n in CLASS_NAMES}
+        assert sum(shares[model].values()) == pytest.approx(1.0)
+        assert evaluated[model]["test"]["generation"]["top_class_share"] == max(
+            shares[model].values()
+        )
 
     client = client_for(trained)
     for model in ("ae", "vae", "classifier"):
         run = client.get_run(run_id(trained, model))
         assert run.info.status == "FINISHED"
         logged = {k: v for k, v in run.data.metrics.items() if k.startswith("test.")}
-        expected = flatten_metrics(evaluated[model])
+        expected = flatten(evaluated[model])
+        if model != "classifier":  # the runs keep the class shares too
+            expected.update(
+                (key, shares[model][key.rsplit(".", 1)[1]]) for key in SHARES
+            )  # fmt: skip
         assert logged == pytest.approx(expected, rel=1e-9), model
 
 
 def test_reconstruction_metrics_agree_with_keras(trained, evaluated):
     import keras
 
-    import wardrobe.models  # noqa: F401
+    import wardrobe.models.vae  # noqa: F401
 
     images = np.load(trained / "data" / "test.npz")["images"]
     labels = np.load(trained / "data" / "test.npz")["labels"]
@@ -126,9 +151,16 @@ def test_reconstruction_metrics_agree_with_keras(trained, evaluated):
 
 
 def test_evaluate_is_deterministic(trained, evaluated):
-    result = evaluate(trained, out="reports/again.json")
+    assert evaluate(trained, name="again") == evaluated
+
+
+def test_evaluate_stage_script_prints_its_summary_quietly(trained):
+    args = ("--metrics", "reports/script.json", "--class-shares", "reports/script_shares.json")
+    result = run_script(trained, "evaluate", *EVALUATE_ARGS, *args)
     assert result.returncode == 0, result.stderr
-    assert json.loads((trained / "reports" / "again.json").read_text()) == evaluated
+    assert result.stdout.startswith("evaluate: AE test BCE ")
+    assert "retracing" not in result.stderr, result.stderr
+    assert json.loads((trained / "reports" / "script.json").read_text())["ae"]["test"]["bce"] > 0
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -140,10 +172,14 @@ def png_size(path: Path) -> tuple[int, int]:
 def test_plots_writes_every_figure_at_its_size_and_logs_them(trained):
     import matplotlib.image
 
-    from wardrobe.plots import FIGURE_SIZES, figure_names
+    from wardrobe.figures import FIGURE_SIZES, figure_names
 
-    result = plots(trained)
+    result = run_script(trained, "plots", *EVALUATE_ARGS, "--out", "reports/figures")
     assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "plots: 11 figures written to reports/figures/ae and reports/figures/vae"
+    )
+    assert "retracing" not in result.stderr, result.stderr
     client = client_for(trained)
     for model in ("ae", "vae"):
         out = trained / "reports" / "figures" / model
@@ -161,20 +197,23 @@ def test_plots_writes_every_figure_at_its_size_and_logs_them(trained):
 
 def test_a_store_without_the_runs_still_gets_metrics_and_a_warning(trained, tmp_path):
     other = f"sqlite:///{tmp_path / 'other.db'}"
-    result = evaluate(trained, out="reports/elsewhere.json", env={"MLFLOW_TRACKING_URI": other})
+    args = ("--metrics", "reports/elsewhere.json", "--class-shares", "reports/e_shares.json")
+    result = run_script(
+        trained, "evaluate", *EVALUATE_ARGS, *args, env={"MLFLOW_TRACKING_URI": other}
+    )
     assert result.returncode == 0, result.stderr
     assert f"is not in {other}; its results are written to files only" in result.stderr
     assert (trained / "reports" / "elsewhere.json").is_file()
 
 
 def test_an_unreachable_tracking_server_fails_evaluate_before_the_work(trained, closed_port_url):
-    result = evaluate(
-        trained, out="reports/never.json", env={"MLFLOW_TRACKING_URI": closed_port_url}
-    )
-    assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if line.startswith("evaluate: error:")]
-    assert len(errors) == 1 and f"MLflow tracking server {closed_port_url}" in errors[0]
-    assert "evaluate: ae on" not in result.stderr  # nothing was computed
+    args = ("--metrics", "reports/never.json", "--class-shares", "reports/never_shares.json")
+    result = run_script(
+        trained, "evaluate", *EVALUATE_ARGS, *args,
+        env={"MLFLOW_TRACKING_URI": closed_port_url, "WARDROBE_LOG_LEVEL": "DEBUG"},
+    )  # fmt: skip
+    assert_one_line_error(result, "evaluate", f"MLflow tracking server {closed_port_url}")
+    assert "wardrobe.evaluation INFO ae on" not in result.stderr  # nothing was computed
     assert not (trained / "reports" / "never.json").exists()
 
 
@@ -182,28 +221,41 @@ def test_a_damaged_model_fails_with_one_line_and_keeps_the_old_metrics(trained, 
     copy = Path(shutil.copytree(trained, tmp_path / "copy"))
     (copy / "reports" / "metrics.json").write_text('{"old": 1}\n')
     (copy / "models" / "classifier" / "classifier.keras").write_bytes(b"not a keras file")
-    result = evaluate(copy)
-    assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if line.startswith("evaluate: error:")]
-    assert len(errors) == 1, result.stderr
-    assert "classifier.keras: cannot be loaded" in errors[0]
-    assert "dvc repro -f train_classifier" in errors[0]
-    assert "Traceback" not in result.stderr
+    result = run_script(
+        copy, "evaluate", *EVALUATE_ARGS, "--metrics", "reports/metrics.json",
+        "--class-shares", "reports/metrics_shares.json",
+    )  # fmt: skip
+    assert_one_line_error(
+        result, "evaluate", "classifier.keras: cannot be loaded", "dvc repro -f train_classifier"
+    )
     assert (copy / "reports" / "metrics.json").read_text() == '{"old": 1}\n'
+
+
+def test_non_finite_metrics_are_refused_by_name():
+    require_finite({"ae": {"test": {"bce": 0.25}}})
+    with pytest.raises(EvaluationError, match=r"^ae\.test\.latent\.kl, vae\.test\.bce not finite"):
+        require_finite(
+            {"ae": {"test": {"latent": {"kl": math.inf}}}, "vae": {"test": {"bce": math.nan}}}
+        )
 
 
 def test_readme_results_section_is_generated(trained, evaluated, tmp_path):
     from wardrobe import report
 
     if not (trained / "reports" / "figures" / "vae" / "generated.png").exists():
-        assert plots(trained).returncode == 0
+        from wardrobe.plots import plot
+
+        params = load(trained / "params.yaml")
+        plot(params.plots, params.seed, "models", "data", "reports/figures")
     readme = tmp_path / "README.md"
     readme.write_text(f"# Title\n\n{report.BEGIN}\nold text\n{report.END}\n\n## After\n")
-    report.main([
+    args = [
         "--metrics", str(trained / "reports" / "metrics.json"),
+        "--class-shares", str(trained / "reports" / "metrics_shares.json"),
         "--figures", str(trained / "reports" / "figures"),
         "--docs", str(tmp_path / "docs" / "figures"), "--readme", str(readme),
-    ])  # fmt: skip
+    ]  # fmt: skip
+    report.main(args)
     text = readme.read_text()
     assert "old text" not in text and text.endswith(f"{report.END}\n\n## After\n")
     assert (
@@ -211,25 +263,24 @@ def test_readme_results_section_is_generated(trained, evaluated, tmp_path):
         in (text)
     )
     assert f"{evaluated['vae']['test']['kl']:.2f}" in text
+    top = max(evaluated["class_shares"]["vae"].values())
+    assert "| most common generated class | " in text and f"{top:.1%} (" in text
     for model, name, _ in report.KEY_FIGURES:
         assert f"](docs/figures/{model}_{name}.png)" in text
         assert (tmp_path / "docs" / "figures" / f"{model}_{name}.png").is_file()
-    # Idempotent: a second run gives the same file.
-    report.main([
-        "--metrics", str(trained / "reports" / "metrics.json"),
-        "--figures", str(trained / "reports" / "figures"),
-        "--docs", str(tmp_path / "docs" / "figures"), "--readme", str(readme),
-    ])  # fmt: skip
+    report.main(args)  # idempotent: a second run gives the same file
     assert readme.read_text() == text
 
 
-def test_readme_without_markers_is_refused(tmp_path):
-    from wardrobe import report
-
+def test_readme_without_markers_is_refused_with_one_line(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# no markers\n")
-    metrics = tmp_path / "metrics.json"
-    metrics.write_text("{}")
-    with pytest.raises(report.ReportError, match="needs one <!-- results:begin --> line"):
-        report.main(["--metrics", str(metrics), "--readme", str(readme)])
+    for name in ("metrics.json", "shares.json"):
+        (tmp_path / name).write_text("{}")
+    result = subprocess.run(
+        [sys.executable, "-m", "wardrobe.report", "--metrics", "metrics.json",
+         "--class-shares", "shares.json", "--readme", "README.md"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=stage_env(),
+    )  # fmt: skip
+    assert_one_line_error(result, "report", "needs one <!-- results:begin --> line")
     assert readme.read_text() == "# no markers\n"

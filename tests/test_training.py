@@ -1,4 +1,6 @@
-"""The training stages: MLflow runs, model files, determinism, failure handling."""
+"""The training stages: MLflow runs, model files, determinism, failure handling. The library's
+`train` functions run in this process; the stage scripts run as DVC runs them where the exit
+status and the one-line error are what is tested."""
 
 from __future__ import annotations
 
@@ -6,31 +8,16 @@ import json
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_tiny_project, train, write_params
-from wardrobe.data import save_split
-
-TF_NOISE = ("WARNING: All log messages", "I0000", "oneDNN", "cpu_feature_guard")
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch) -> Path:
-    """The tiny project (see conftest), with no MLFLOW_TRACKING_URI: the default store."""
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "DVC_EXP_NAME"):
-        monkeypatch.delenv(name, raising=False)
-    return make_tiny_project(tmp_path)
-
-
-def client_for(project: Path):
-    import mlflow
-
-    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-
+from conftest import assert_one_line_error, client_for, run_script, train, write_params
+from wardrobe.dataset import save_split
+from wardrobe.errors import ChecksFailed
+from wardrobe.tracking.store import TrackingError
+from wardrobe.training.classifier import BelowThreshold
 
 FILES = {
     "ae": {"autoencoder.keras", "encoder.keras", "decoder.keras", "history.csv", "run.json"},
@@ -41,12 +28,19 @@ EPOCH_METRICS = {
     "vae": {"total_loss", "reconstruction_loss", "kl_loss",
             "val_total_loss", "val_reconstruction_loss", "val_kl_loss"},
 }  # fmt: skip
+TRAIN_ARGS = ("--data", "data", "--checks", "checks/summary.json")
+
+
+def runs_of(project, order: str = "DESC"):
+    client = client_for(project)
+    experiment = client.get_experiment_by_name("wardrobe").experiment_id
+    return client.search_runs([experiment], order_by=[f"attributes.start_time {order}"])
 
 
 @pytest.mark.parametrize("model", ["ae", "vae"])
-def test_smoke_training_records_a_complete_run(project, model):
-    result = train(project, model, env={"DVC_EXP_NAME": "quick-exp"})
-    assert result.returncode == 0, result.stderr
+def test_smoke_training_records_a_complete_run(project, model, monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "quick-exp")
+    trained = train(project, model)
     out = project / "models" / model
     assert {p.name for p in out.iterdir()} == FILES[model]
 
@@ -55,6 +49,7 @@ def test_smoke_training_records_a_complete_run(project, model):
     assert EPOCH_METRICS[model] <= set(history.columns)
 
     record = json.loads((out / "run.json").read_text())
+    assert record["run_id"] == trained.run_id
     assert record["tracking_uri"] == f"sqlite:///{project / 'mlflow.db'}"  # absolute, at root
     client = client_for(project)
     run = client.get_run(record["run_id"])
@@ -68,6 +63,7 @@ def test_smoke_training_records_a_complete_run(project, model):
         steps = [m.step for m in client.get_metric_history(record["run_id"], metric)]
         assert steps == [1, 2], metric  # one value per epoch, logged once
         assert run.data.metrics[metric] == pytest.approx(history[metric].iloc[-1], rel=1e-5)
+    assert run.data.metrics["train_seconds"] == pytest.approx(trained.seconds)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True,
                             text=True, check=True).stdout.strip()  # fmt: skip
     tags = run.data.tags
@@ -81,12 +77,26 @@ def test_smoke_training_records_a_complete_run(project, model):
     assert version.run_id == record["run_id"]
     logged = {m["name"] for m in record["models"]}
     assert logged == {p.removesuffix(".keras") for p in FILES[model] if p.endswith(".keras")}
-    assert "Traceback" not in result.stderr
+
+
+def test_training_stage_script_prints_its_summary(project):
+    result = run_script(project, "train_ae", *TRAIN_ARGS, "--out", "models/ae")
+    assert result.returncode == 0, result.stderr
+    run_id = json.loads((project / "models" / "ae" / "run.json").read_text())["run_id"]
+    summary = result.stdout.strip().splitlines()[-1]  # after Keras' line per epoch
+    assert summary.startswith("train_ae: 2 epochs in ")
+    assert "val_loss (bce) 0." in summary and summary.endswith(f"MLflow run {run_id}")
+    # Quiet: Wardrobe's own INFO lines, no other library's INFO lines or registry notices.
+    info = [line for line in result.stderr.splitlines() if " INFO " in line]
+    assert info and all(" wardrobe." in line for line in info), result.stderr
+    assert "registered as wardrobe-ae-decoder version 1" in result.stderr
+    for noise in ("cpu_feature_guard", "Registered model", "Created version"):
+        assert noise not in result.stderr, noise
 
 
 LOAD_FROM_RUN = """
 import json, sys, numpy as np, mlflow, keras
-import wardrobe.models  # registers the custom classes
+import wardrobe.models.vae  # registers the custom classes
 record = json.load(open(sys.argv[1]))
 mlflow.set_tracking_uri(record["tracking_uri"])
 x = np.load(sys.argv[2])
@@ -106,9 +116,7 @@ np.savez(
 def test_vae_loads_back_from_files_and_from_the_mlflow_run(project):
     import keras
 
-    import wardrobe.models  # noqa: F401
-
-    assert train(project, "vae").returncode == 0
+    train(project, "vae")
     out = project / "models" / "vae"
     x = np.load(project / "data" / "test.npz")["images"][:5]
     np.save(project / "x.npy", x)
@@ -130,43 +138,35 @@ def test_vae_loads_back_from_files_and_from_the_mlflow_run(project):
 def test_same_seed_gives_the_same_history(project):
     histories = []
     for out in ("models/a", "models/b"):
-        assert train(project, "vae", out=out).returncode == 0
+        train(project, "vae", out=out)
         history = pd.read_csv(project / out / "history.csv")
         histories.append(history.drop(columns=["epoch_seconds", "images_per_second"]))
     pd.testing.assert_frame_equal(histories[0], histories[1], check_exact=True)
 
 
 def test_nan_input_fails_the_stage_marks_the_run_failed_and_keeps_models(project):
-    assert train(project, "ae").returncode == 0
+    train(project, "ae")
     before = {p.name: p.read_bytes() for p in (project / "models" / "ae").iterdir()}
     images = np.load(project / "data" / "train.npz")["images"]
     images[7, 10, 10, 0] = np.nan
     save_split(project / "data" / "train.npz", images, np.arange(200, dtype=np.uint8) % 10)
 
-    result = train(project, "ae")
-    assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if line.startswith("train_ae: error:")]
-    assert len(errors) == 1 and "loss became nan at epoch 1" in errors[0], result.stderr
-    assert "Traceback" not in result.stderr
+    result = run_script(project, "train_ae", *TRAIN_ARGS, "--out", "models/ae")
+    assert_one_line_error(result, "train_ae", "loss became nan at epoch 1", "learning rate")
     assert {p.name: p.read_bytes() for p in (project / "models" / "ae").iterdir()} == before
     assert not [p for p in (project / "models").iterdir() if p.name.startswith(".")]
-    client = client_for(project)
-    experiment = client.get_experiment_by_name("wardrobe").experiment_id
-    runs = client.search_runs([experiment], order_by=["attributes.start_time DESC"])
-    assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
+    assert [r.info.status for r in runs_of(project)] == ["FAILED", "FINISHED"]
 
 
 def test_a_classifier_below_its_threshold_fails_and_writes_nothing(project):
     write_params(project, project / "params.yaml", classifier={"min_accuracy": 0.99})
-    result = train(project, "classifier")
-    assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if "train_classifier: error:" in line]
-    assert len(errors) == 1, result.stderr
-    assert "is below classifier.min_accuracy 0.99; train longer (classifier.epochs)" in errors[0]
+    with pytest.raises(BelowThreshold) as failed:
+        train(project, "classifier")
+    assert "is below classifier.min_accuracy 0.99; train longer (classifier.epochs)" in str(
+        failed.value
+    )
     assert list((project / "models").iterdir()) == []  # no model, no staging leftovers
-    client = client_for(project)
-    experiment = client.get_experiment_by_name("wardrobe").experiment_id
-    [run] = client.search_runs([experiment])
+    [run] = runs_of(project)
     assert run.info.run_name == "classifier" and run.info.status == "FAILED"
 
 
@@ -174,22 +174,40 @@ def test_failed_checks_stop_training(project):
     (project / "checks" / "summary.json").write_text(
         json.dumps({"success": False, "failures": ["processed/train images: n_nan"]})
     )
-    result = train(project, "vae")
-    assert result.returncode == 1
-    assert "the data checks failed (processed/train images: n_nan)" in result.stderr
+    result = run_script(project, "train_vae", *TRAIN_ARGS, "--out", "models/vae")
+    assert_one_line_error(
+        result, "train_vae", "the data checks failed (processed/train images: n_nan)"
+    )
     assert not (project / "models").exists()
 
 
+@pytest.mark.parametrize(
+    "summary, message",
+    [
+        ("[1, 2]", "not a data-check summary"),
+        ('{"success": false}', r"the data checks failed \(no details\)"),
+        ("{not json", "missing or unreadable; run `dvc repro validate`"),
+    ],
+)
+def test_training_refuses_a_malformed_checks_summary(tmp_path, summary, message):
+    from wardrobe.checks.verdict import require_passed
+
+    (tmp_path / "summary.json").write_text(summary)
+    with pytest.raises(ChecksFailed, match=message):
+        require_passed(tmp_path / "summary.json")
+
+
 def test_unreachable_tracking_server_fails_fast_naming_the_uri(project, closed_port_url):
-    result = train(project, "ae", env={"MLFLOW_TRACKING_URI": closed_port_url})
-    assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if "train_ae: error:" in line]
-    assert len(errors) == 1 and f"MLflow tracking server {closed_port_url}" in errors[0]
+    result = run_script(
+        project, "train_ae", *TRAIN_ARGS, "--out", "models/ae",
+        env={"MLFLOW_TRACKING_URI": closed_port_url},
+    )  # fmt: skip
+    assert_one_line_error(result, "train_ae", f"MLflow tracking server {closed_port_url}")
     assert not (project / "models").exists()
 
 
 def test_silent_tracking_server_times_out():
-    from wardrobe.tracking import TrackingError, check_reachable
+    from wardrobe.tracking.store import check_reachable
 
     with socket.socket() as server:  # accepts connections, never answers
         server.bind(("127.0.0.1", 0))
@@ -214,11 +232,12 @@ def scratch_store(tmp_path, monkeypatch):
 def test_interrupted_run_is_killed_and_failed_run_is_failed(scratch_store):
     import mlflow
 
-    from wardrobe import tracking
+    from wardrobe.tracking.runs import training_run
+    from wardrobe.tracking.store import configure
 
-    tracking.configure(experiment="interrupts")
+    configure(experiment="interrupts")
     for exc, status in ((KeyboardInterrupt, "KILLED"), (RuntimeError, "FAILED")):
-        with pytest.raises(exc), tracking.training_run("x", {"a": 1}, {}) as run:
+        with pytest.raises(exc), training_run("x", {"a": 1}, {}) as run:
             raise exc()
         assert mlflow.get_run(run.info.run_id).info.status == status
 
@@ -226,33 +245,35 @@ def test_interrupted_run_is_killed_and_failed_run_is_failed(scratch_store):
 def test_tracking_store_errors_during_a_run_fail_it_with_one_line(scratch_store):
     import mlflow
 
-    from wardrobe import tracking
+    from wardrobe.tracking.runs import training_run
+    from wardrobe.tracking.store import configure
 
-    tracking.configure(experiment="store-errors")
-    failure = pytest.raises(tracking.TrackingError, match=r"tracking store sqlite:///.* failed")
-    with failure, tracking.training_run("x", {}, {}) as run:
+    configure(experiment="store-errors")
+    failure = pytest.raises(TrackingError, match=r"tracking store sqlite:///.* failed")
+    with failure, training_run("x", {}, {}) as run:
         mlflow.log_param("a", 1)
         mlflow.log_param("a", 2)  # MLflow refuses to change a logged param
+    assert "\n" not in str(failure.excinfo.value)
     assert mlflow.get_run(run.info.run_id).info.status == "FAILED"
 
 
 def test_tracking_server_that_is_not_mlflow_fails_with_one_line(project, http_mirror):
-    result = train(project, "ae", env={"MLFLOW_TRACKING_URI": http_mirror.url.rstrip("/")})
-    assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if "train_ae: error:" in line]
-    assert len(errors) == 1 and "refused the experiment 'wardrobe'" in errors[0], result.stderr
-    assert "Traceback" not in result.stderr
+    result = run_script(
+        project, "train_ae", *TRAIN_ARGS, "--out", "models/ae",
+        env={"MLFLOW_TRACKING_URI": http_mirror.url.rstrip("/")},
+    )  # fmt: skip
+    assert_one_line_error(result, "train_ae", "refused the experiment 'wardrobe'")
 
 
 def test_malformed_tracking_uri():
-    from wardrobe.tracking import TrackingError, check_reachable
+    from wardrobe.tracking.store import check_reachable
 
     with pytest.raises(TrackingError, match="http://localhost:50OO is unreachable"):
         check_reachable("http://localhost:50OO", timeout_s=1)
 
 
 def test_project_root_outside_dvc_temporary_copies(tmp_path):
-    from wardrobe.tracking import project_root
+    from wardrobe.fsio import project_root
 
     (tmp_path / "dvc.yaml").write_text("")
     copy = tmp_path / ".dvc" / "tmp" / "exps" / "tmpabc123"

@@ -17,15 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, VENV_BIN, commit, dvc, project_repo, repo_env, write_params
+from conftest import (
+    QUICK_RUN,
+    ROOT,
+    VENV_BIN,
+    commit,
+    dvc,
+    project_repo,
+    ran_stages,
+    repo_env,
+    write_params,
+)
 
-QUICK_RUN = {
-    "preprocess": {"limit_train": 500, "limit_test": 200},
-    "ae": {"epochs": 1},
-    "vae": {"epochs": 1},
-    "classifier": {"epochs": 1, "min_accuracy": 0.0},
-    "evaluate": {"generated": 500},
-}
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
@@ -34,10 +37,6 @@ def retrain(repo: Path, *args: str, env: dict | None = None) -> subprocess.Compl
         ["bash", "ci/retrain.sh", *args], cwd=repo, env=repo_env(repo, env),
         capture_output=True, text=True, timeout=1500,
     )  # fmt: skip
-
-
-def ran_stages(output: str) -> list[str]:
-    return re.findall(r"^Running stage '([^']+)'", output, flags=re.MULTILINE)
 
 
 @pytest.fixture(scope="module")

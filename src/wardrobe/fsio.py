@@ -1,8 +1,10 @@
-"""Atomic writes: a crash or an error leaves the previous output or none, never half of one."""
+"""Files and paths: atomic writes (a crash or an error leaves the previous output or none, never
+half of one), file hashes, and the project's root."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -69,3 +71,25 @@ def write_json(path: str | os.PathLike[str], payload: Any) -> None:
     """Write `payload` as indented JSON, atomically."""
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def project_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """The project's root: the directory holding dvc.yaml, outside any DVC temporary copy
+    (`dvc exp run --temp` and `dvc queue` run stages under .dvc/tmp/exps/)."""
+    path = Path(start or Path.cwd()).resolve()
+    parts = path.parts
+    for i in range(len(parts) - 3):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    for candidate in (path, *path.parents):
+        if (candidate / "dvc.yaml").is_file():
+            return candidate
+    return path

@@ -1,335 +1,133 @@
-"""params.yaml -> typed, validated objects.
+"""params.yaml as typed, validated, frozen objects: one pydantic model per section.
 
-Each stage reads only its own section. A bad value raises `ParamsError` naming the dotted key
-and the rule, e.g. "params.yaml: preprocess.limit_train must be a positive multiple of 10".
+What each key means is written once, in params.yaml's comments; this module holds the types and
+the rules. `load` reads the whole file; a bad value raises `ParamsError` with one line naming
+the dotted key and the rule, e.g. "params.yaml: preprocess.limit_train must be a multiple of
+10, got 15".
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from wardrobe.errors import ParamsError
 
-DEFAULT_PARAMS_PATH = Path("params.yaml")
 NUM_CLASSES = 10
 
-T = TypeVar("T")
+
+class Section(BaseModel):
+    # strict: no silent coercion (true is not 1, "5" is not 5); finite numbers only.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
-class _Section:
-    """Reads typed values from one mapping of params.yaml, naming keys by their dotted path."""
-
-    def __init__(self, source: str, prefix: str, values: Any, known: set[str]) -> None:
-        self.source, self.prefix = source, prefix
-        if not isinstance(values, Mapping):
-            self.fail("", f"must be a mapping of keys to values, got {values!r}")
-        unknown = sorted(set(values) - known)
-        if unknown:
-            self.fail(unknown[0], f"is not a known key (known: {', '.join(sorted(known))})")
-        missing = sorted(known - set(values))
-        if missing:
-            self.fail(missing[0], "is missing")
-        self.values = values
-
-    def fail(self, key: str, rule: str) -> None:
-        dotted = f"{self.prefix}.{key}" if key else self.prefix
-        raise ParamsError(f"{self.source}: {dotted} {rule}")
-
-    def int(self, key: str, *, minimum: int | None = None, optional: bool = False) -> int | None:
-        value = self.values[key]
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(key, f"must be an integer{' or null' if optional else ''}, got {value!r}")
-        if minimum is not None and value < minimum:
-            self.fail(key, f"must be at least {minimum}, got {value}")
-        return value
-
-    def float(self, key: str, *, minimum: float | None = None) -> float:
-        value = self.values[key]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(key, f"must be a number, got {value!r}")
-        if minimum is not None and value < minimum:
-            self.fail(key, f"must be at least {minimum}, got {value}")
-        return float(value)
-
-    def str(self, key: str, *, optional: bool = False) -> str | None:
-        value = self.values[key]
-        if value is None and optional:
-            return None
-        if not isinstance(value, str) or not value:
-            self.fail(
-                key, f"must be a non-empty string{' or null' if optional else ''}, got {value!r}"
-            )
-        return value
-
-    def bool(self, key: str) -> bool:
-        value = self.values[key]
-        if not isinstance(value, bool):
-            self.fail(key, f"must be true or false, got {value!r}")
-        return value
-
-    def choice(self, key: str, options: tuple[str, ...]) -> str:
-        value = self.values[key]
-        if value not in options:
-            self.fail(key, f"must be one of {', '.join(options)}, got {value!r}")
-        return value
-
-    def filters(self, key: str) -> tuple[int, ...]:
-        """Convolution filter counts, one per stride-2 layer: 32 must halve that many times."""
-        value = self.values[key]
-        if (
-            not isinstance(value, list)
-            or not 1 <= len(value) <= 5
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-        ):
-            self.fail(
-                key,
-                f"must be a list of 1 to 5 positive integers (one per stride-2 "
-                f"convolution of the 32x32 input), got {value!r}",
-            )
-        return tuple(value)
-
-    def str_list(self, key: str) -> tuple[str, ...]:
-        value = self.values[key]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            self.fail(key, f"must be a list of non-empty strings, got {value!r}")
-        return tuple(value)
-
-    def range(self, key: str) -> tuple[float, float]:
-        value = self.values[key]
-        if (
-            not isinstance(value, list)
-            or len(value) != 2
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-            or value[0] > value[1]
-        ):
-            self.fail(
-                key, f"must be a list [low, high] of two numbers with low <= high, got {value!r}"
-            )
-        return float(value[0]), float(value[1])
+# One stride-2 convolution per entry: 32 halves at most five times.
+Filters = Annotated[
+    tuple[Annotated[StrictInt, Field(gt=0, le=1024)], ...],
+    Field(strict=False, min_length=1, max_length=5),
+]
+Range = Annotated[tuple[float, float], Field(strict=False)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+Subset = Annotated[int, Field(ge=NUM_CLASSES, multiple_of=NUM_CLASSES)]
+LearningRate = Annotated[float, Field(gt=0, le=1)]
+Epochs = Annotated[int, Field(ge=1, le=1000)]
+BatchSize = Annotated[int, Field(ge=1, le=60_000)]
 
 
-def _section(raw: Mapping[str, Any], name: str, cls: type, source: str) -> _Section:
-    if name not in raw:
-        raise ParamsError(f"{source}: section '{name}' is missing")
-    return _Section(source, name, raw[name], {f.name for f in fields(cls)})
+class DataParams(Section):
+    mirror: NonEmpty | None
+    urls: Annotated[tuple[NonEmpty, ...], Field(strict=False)]
+    timeout_s: float = Field(ge=0.1, le=3600)
+    retries: int = Field(ge=0, le=10)
 
-
-@dataclass(frozen=True)
-class DataParams:
-    """Where the fetch stage looks for the four canonical files, in order."""
-
-    mirror: str | None  # a local directory holding the .gz files (Debian: dataset-fashion-mnist)
-    urls: tuple[str, ...]  # base URLs tried after the mirror
-    timeout_s: float  # per HTTP request
-    retries: int  # extra attempts per URL after a transient failure
-
+    @field_validator("mirror")
     @classmethod
-    def from_raw(cls, raw: Mapping[str, Any], source: str) -> DataParams:
-        s = _section(raw, "data", cls, source)
-        mirror = s.str("mirror", optional=True)
-        return cls(
-            mirror=os.path.expanduser(mirror) if mirror else None,
-            urls=s.str_list("urls"),
-            timeout_s=s.float("timeout_s", minimum=0.1),
-            retries=s.int("retries", minimum=0),
-        )
+    def expand_home(cls, mirror: str | None) -> str | None:
+        return os.path.expanduser(mirror) if mirror else None
 
 
-@dataclass(frozen=True)
-class PreprocessParams:
-    """Optional class-balanced subsets, for quick runs; null keeps the whole split."""
+class PreprocessParams(Section):
+    limit_train: Subset | None
+    limit_test: Subset | None
 
-    limit_train: int | None
-    limit_test: int | None
 
+class ChecksParams(Section):
+    raw_train_count: int = Field(ge=1)
+    raw_test_count: int = Field(ge=1)
+    raw_pixel_range: Range
+    processed_pixel_range: Range
+    class_count_tolerance: float = Field(ge=0)
+    examples: int = Field(ge=0, le=1000)
+
+    @field_validator("raw_pixel_range", "processed_pixel_range")
     @classmethod
-    def from_raw(cls, raw: Mapping[str, Any], source: str) -> PreprocessParams:
-        s = _section(raw, "preprocess", cls, source)
-        limits = {}
-        for key in ("limit_train", "limit_test"):
-            value = s.int(key, minimum=NUM_CLASSES, optional=True)
-            if value is not None and value % NUM_CLASSES:
-                s.fail(
-                    key,
-                    f"must be null or a multiple of {NUM_CLASSES} (the subset keeps "
-                    f"the same number of images per class), got {value}",
-                )
-            limits[key] = value
-        return cls(**limits)
+    def ordered(cls, bounds: tuple[float, float]) -> tuple[float, float]:
+        if bounds[0] > bounds[1]:
+            raise ValueError("must be [low, high] with low <= high")
+        return bounds
 
 
-@dataclass(frozen=True)
-class ChecksParams:
-    """Thresholds of the data checks (the validate stage)."""
+class TrainingParams(Section):
+    """What every training stage's section has."""
 
-    raw_train_count: int  # images in the canonical train split
-    raw_test_count: int
-    raw_pixel_range: tuple[float, float]  # allowed [min, max] of raw uint8 pixels
-    processed_pixel_range: tuple[float, float]  # allowed [min, max] after scaling
-    class_count_tolerance: float  # allowed relative deviation of a class's count from even
-    examples: int  # offending image indices reported per failed expectation
-
-    @classmethod
-    def from_raw(cls, raw: Mapping[str, Any], source: str) -> ChecksParams:
-        s = _section(raw, "checks", cls, source)
-        return cls(
-            raw_train_count=s.int("raw_train_count", minimum=1),
-            raw_test_count=s.int("raw_test_count", minimum=1),
-            raw_pixel_range=s.range("raw_pixel_range"),
-            processed_pixel_range=s.range("processed_pixel_range"),
-            class_count_tolerance=s.float("class_count_tolerance", minimum=0.0),
-            examples=s.int("examples", minimum=0),
-        )
-
-
-@dataclass(frozen=True)
-class AEParams:
-    """The autoencoder (stage train_ae)."""
-
-    latent_dim: int
-    filters: tuple[int, ...]  # encoder convolutions; the decoder mirrors them
-    loss: str  # bce | mse
-    learning_rate: float  # Adam
-    epochs: int
-    batch_size: int
-    deterministic: bool  # TensorFlow op determinism: same seed, same metrics
-
-    @classmethod
-    def from_raw(cls, raw: Mapping[str, Any], source: str) -> AEParams:
-        s = _section(raw, "ae", cls, source)
-        return cls(
-            latent_dim=s.int("latent_dim", minimum=2),
-            filters=s.filters("filters"),
-            loss=s.choice("loss", ("bce", "mse")),
-            learning_rate=_positive(s, "learning_rate"),
-            epochs=s.int("epochs", minimum=1),
-            batch_size=s.int("batch_size", minimum=1),
-            deterministic=s.bool("deterministic"),
-        )
-
-
-@dataclass(frozen=True)
-class VAEParams:
-    """The variational autoencoder (stage train_vae)."""
-
-    latent_dim: int
-    filters: tuple[int, ...]
-    beta: float  # weight of the reconstruction term against the KL term
-    learning_rate: float
-    epochs: int
-    batch_size: int
+    learning_rate: LearningRate
+    epochs: Epochs
+    batch_size: BatchSize
     deterministic: bool
 
-    @classmethod
-    def from_raw(cls, raw: Mapping[str, Any], source: str) -> VAEParams:
-        s = _section(raw, "vae", cls, source)
-        return cls(
-            latent_dim=s.int("latent_dim", minimum=2),
-            filters=s.filters("filters"),
-            beta=_positive(s, "beta"),
-            learning_rate=_positive(s, "learning_rate"),
-            epochs=s.int("epochs", minimum=1),
-            batch_size=s.int("batch_size", minimum=1),
-            deterministic=s.bool("deterministic"),
-        )
+
+class AEParams(TrainingParams):
+    latent_dim: int = Field(ge=2, le=512)  # the figures draw two dimensions
+    filters: Filters
+    loss: Literal["bce", "mse"]
 
 
-@dataclass(frozen=True)
-class ClassifierParams:
-    """The Fashion-MNIST classifier whose features score generated images (train_classifier)."""
-
-    filters: tuple[int, ...]  # 3x3 convolutions, each followed by 2x2 max pooling
-    features: int  # width of the feature layer the Frechet distance is computed on
-    dropout: float  # before the softmax layer, in training
-    learning_rate: float
-    epochs: int
-    batch_size: int
-    min_accuracy: float  # the stage fails below this test accuracy: its features would mislead
-    deterministic: bool
-
-    @classmethod
-    def from_raw(cls, raw: Mapping[str, Any], source: str) -> ClassifierParams:
-        s = _section(raw, "classifier", cls, source)
-        params = cls(
-            filters=s.filters("filters"),
-            features=s.int("features", minimum=1),
-            dropout=s.float("dropout", minimum=0.0),
-            learning_rate=_positive(s, "learning_rate"),
-            epochs=s.int("epochs", minimum=1),
-            batch_size=s.int("batch_size", minimum=1),
-            min_accuracy=s.float("min_accuracy", minimum=0.0),
-            deterministic=s.bool("deterministic"),
-        )
-        if params.dropout >= 1:
-            s.fail("dropout", f"must be below 1, got {params.dropout}")
-        if params.min_accuracy > 1:
-            s.fail("min_accuracy", f"must be at most 1, got {params.min_accuracy}")
-        return params
+class VAEParams(TrainingParams):
+    latent_dim: int = Field(ge=2, le=512)
+    filters: Filters
+    beta: float = Field(gt=0, le=1e6)
 
 
-@dataclass(frozen=True)
-class EvaluateParams:
-    """Test-set losses, latent statistics and generation quality (stage evaluate)."""
-
-    generated: int  # images generated per model for the Frechet distance and class shares
-    batch_size: int  # images per predict batch
-
-    @classmethod
-    def from_raw(cls, raw: Mapping[str, Any], source: str) -> EvaluateParams:
-        s = _section(raw, "evaluate", cls, source)
-        return cls(
-            generated=s.int("generated", minimum=2),
-            batch_size=s.int("batch_size", minimum=1),
-        )
+class ClassifierParams(TrainingParams):
+    filters: Filters
+    features: int = Field(ge=1, le=4096)
+    dropout: float = Field(ge=0, lt=1)
+    min_accuracy: float = Field(ge=0, le=1)
 
 
-@dataclass(frozen=True)
-class PlotsParams:
-    """The lecture's figures (stage plots)."""
-
-    reconstructions: int  # test images shown over their reconstructions
-    scatter_points: int  # test images embedded in the latent-space scatter plots
-    samples: int  # points sampled and decoded in the generation figure
-    grid_size: int  # the decoded grid spanning the latent space is grid_size x grid_size
-    dpi: int  # pixels per inch of the PNG files
-
-    @classmethod
-    def from_raw(cls, raw: Mapping[str, Any], source: str) -> PlotsParams:
-        s = _section(raw, "plots", cls, source)
-        return cls(
-            reconstructions=s.int("reconstructions", minimum=1),
-            scatter_points=s.int("scatter_points", minimum=1),
-            samples=s.int("samples", minimum=1),
-            grid_size=s.int("grid_size", minimum=2),
-            dpi=s.int("dpi", minimum=20),
-        )
+class EvaluateParams(Section):
+    generated: int = Field(ge=2, le=100_000)
+    batch_size: BatchSize
 
 
-def _positive(s: _Section, key: str) -> float:
-    value = s.float(key)
-    if value <= 0:
-        s.fail(key, f"must be greater than 0, got {value}")
-    return value
+class PlotsParams(Section):
+    reconstructions: int = Field(ge=1, le=50)
+    scatter_points: int = Field(ge=1, le=10_000)
+    samples: int = Field(ge=1, le=100)
+    grid_size: int = Field(ge=2, le=50)
+    dpi: int = Field(ge=20, le=600)
 
 
-def load_seed(raw: Mapping[str, Any], source: str) -> int:
-    """The top-level `seed`: every random draw of a training stage derives from it."""
-    seed = raw.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ParamsError(f"{source}: seed must be a non-negative integer, got {seed!r}")
-    return seed
+class Params(Section):
+    """The whole of params.yaml."""
+
+    seed: int = Field(ge=0, le=2**32 - 1)
+    data: DataParams
+    preprocess: PreprocessParams
+    checks: ChecksParams
+    ae: AEParams
+    vae: VAEParams
+    classifier: ClassifierParams
+    evaluate: EvaluateParams
+    plots: PlotsParams
 
 
-def read_params(path: str | os.PathLike[str] = DEFAULT_PARAMS_PATH) -> dict[str, Any]:
-    """The whole params file as plain data."""
+def load(path: str | os.PathLike[str] = "params.yaml") -> Params:
+    """Read and validate the params file; raise ParamsError with one line on any problem."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -348,12 +146,62 @@ def read_params(path: str | os.PathLike[str] = DEFAULT_PARAMS_PATH) -> dict[str,
         raise ParamsError(f"{path}: not valid YAML{where}; fix the syntax") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: must be a mapping of sections, got {type(raw).__name__}")
-    return raw
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(f"{path}: {describe(exc.errors()[0])}") from None
 
 
-def load_section(
-    from_raw: Callable[[Mapping[str, Any], str], T],
-    path: str | os.PathLike[str] = DEFAULT_PARAMS_PATH,
-) -> T:
-    """Read `path` and build one section, e.g. `load_section(DataParams.from_raw)`."""
-    return from_raw(read_params(path), str(path))
+# How pydantic's error types read as rules; {name} takes the error's context.
+RULES = {
+    "missing": "is missing",
+    "extra_forbidden": "is not a known key (known: {known})",
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}",
+    "less_than_equal": "must be at most {le}",
+    "multiple_of": "must be null or a multiple of {multiple_of}",
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "string_too_short": "must be a non-empty string",
+    "literal_error": "must be one of {expected}",
+    "tuple_type": "must be a list",
+    "too_short": "must be a list of at least {min_length} items",
+    "too_long": "must be a list of at most {max_length} items",
+    "model_type": "must be a mapping of keys to values",
+    "model_attributes_type": "must be a mapping of keys to values",
+}
+
+
+def describe(error: Any) -> str:
+    """'ae.filters[0] must be greater than 0, got -3': one pydantic error as one line."""
+    loc = error["loc"]
+    dotted = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    context = {k: round_number(v) for k, v in (error.get("ctx") or {}).items()}
+    if error["type"] == "extra_forbidden":
+        context["known"] = ", ".join(sorted(section_of(loc[:-1]).model_fields))
+    if error["type"] == "value_error":
+        rule = str(context.get("error", error["msg"]))
+    elif error["type"] in RULES:
+        rule = RULES[error["type"]].format(**context)
+    else:
+        rule = error["msg"][0].lower() + error["msg"][1:]
+    if error["type"] == "missing":
+        return f"{dotted} {rule}"
+    return f"{dotted} {rule}, got {error['input']!r}"
+
+
+def round_number(value: Any) -> Any:
+    """0.0 -> 0: bounds read as they are written in this module."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def section_of(loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The model class that validates the mapping at `loc` (() is the whole file)."""
+    model: type[BaseModel] = Params
+    for part in loc:
+        model = model.model_fields[part].annotation
+    return model

@@ -1,8 +1,4 @@
-"""The lecture's two models. Importing this package registers the custom Keras classes, so
-`keras.models.load_model` of any saved Wardrobe model works in a new process. The classifier
-that scores them is in `wardrobe.models.classifier` (plain Keras layers only)."""
-
-from wardrobe.models.autoencoder import build_autoencoder, build_decoder
-from wardrobe.models.vae import VAE, Sampling, build_vae
-
-__all__ = ["VAE", "Sampling", "build_autoencoder", "build_decoder", "build_vae"]
+"""The Keras models, one module each, imported only where used: `autoencoder` (the lecture's
+AE and the decoder both models share), `vae` (its custom classes register when imported, so
+`keras.models.load_model` of a saved VAE needs `import wardrobe.models.vae` first) and
+`classifier` (scores generated images)."""

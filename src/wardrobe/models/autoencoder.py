@@ -7,14 +7,14 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-IMAGE_SHAPE = (32, 32, 1)
+from wardrobe.dataset import PROCESSED_SHAPE
 
 
 def conv_trunk(filters: Sequence[int], name: str) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     """Image input and the flattened output of stride-2 3x3 convolutions, one per filter count.
 
     (32, 32, 1) -> (16, 16, f0) -> (8, 8, f1) -> (4, 4, f2) -> Flatten."""
-    inputs = keras.Input(shape=IMAGE_SHAPE, name=f"{name}_input")
+    inputs = keras.Input(shape=PROCESSED_SHAPE, name=f"{name}_input")
     x = inputs
     for i, n in enumerate(filters):
         x = layers.Conv2D(n, 3, strides=2, activation="relu", padding="same", name=f"conv_{i}")(x)
@@ -24,7 +24,7 @@ def conv_trunk(filters: Sequence[int], name: str) -> tuple[keras.KerasTensor, ke
 def build_decoder(latent_dim: int, filters: Sequence[int]) -> keras.Model:
     """Latent point -> image: Dense to the encoder's last feature map, transposed convolutions
     in reverse filter order, and a sigmoid Conv2D to one channel."""
-    side = IMAGE_SHAPE[0] // 2 ** len(filters)
+    side = PROCESSED_SHAPE[0] // 2 ** len(filters)
     inputs = keras.Input(shape=(latent_dim,), name="decoder_input")
     x = layers.Dense(side * side * filters[-1], name="dense")(inputs)
     x = layers.Reshape((side, side, filters[-1]), name="reshape")(x)

@@ -9,17 +9,18 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from wardrobe.models.autoencoder import IMAGE_SHAPE
+from wardrobe.dataset import PROCESSED_SHAPE
+from wardrobe.params import NUM_CLASSES
 
 FEATURES_LAYER = "features"
 
 
 def build_classifier(
-    filters: Sequence[int], features: int, dropout: float, num_classes: int = 10
+    filters: Sequence[int], features: int, dropout: float, num_classes: int = NUM_CLASSES
 ) -> keras.Model:
     """Image -> class probabilities: 3x3 convolutions with 2x2 max pooling, a ReLU feature
     layer named `features`, dropout and a softmax."""
-    inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
+    inputs = keras.Input(shape=PROCESSED_SHAPE, name="image")
     x = inputs
     for i, n in enumerate(filters):
         x = layers.Conv2D(n, 3, activation="relu", padding="same", name=f"conv_{i}")(x)

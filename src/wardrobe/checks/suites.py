@@ -1,9 +1,6 @@
-"""Great Expectations suites over per-image summary tables of raw and processed images.
-
-An image array is reduced to a pandas table with one row per image (shape, dtype, pixel range,
-non-finite counts, border, label) and a table with one row per class (its count). The suites
-state what the tables must hold; Great Expectations evaluates them and renders Data Docs.
-"""
+"""The validate stage's library: Great Expectations suites over the summary tables (`tables`) of
+the raw and processed images. Great Expectations evaluates them and renders Data Docs; the
+verdict and every expectation's result go to summary.json."""
 
 from __future__ import annotations
 
@@ -19,7 +16,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from wardrobe.checks.tables import shape_text, summarize_classes, summarize_images
+from wardrobe.dataset import (
+    IMAGE_SIDE,
+    PAD,
+    PROCESSED_SIDE,
+    SPLITS,
+    load_raw_split,
+    load_split,
+)
+from wardrobe.errors import ChecksFailed
 from wardrobe.fsio import atomic_dir, write_json
+from wardrobe.params import NUM_CLASSES, ChecksParams, PreprocessParams
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 log = logging.getLogger(__name__)
@@ -41,53 +49,6 @@ class ImageExpectations:
     @property
     def slug(self) -> str:
         return self.name.replace("/", "_")
-
-
-def shape_text(shape: Sequence[int]) -> str:
-    return "x".join(str(d) for d in shape)
-
-
-def summarize_images(images: np.ndarray, labels: np.ndarray, border: int) -> pd.DataFrame:
-    """One row per image: what the expectations look at. Pixel extremes skip NaN and inf,
-    which are counted in their own columns."""
-    n = len(images)
-    flat = images.reshape(n, -1)
-    table = {
-        "shape": np.full(n, shape_text(images.shape[1:]), dtype=object),
-        "dtype": np.full(n, str(images.dtype), dtype=object),
-    }
-    if np.issubdtype(images.dtype, np.floating):
-        finite = np.isfinite(flat)
-        table["n_nan"] = np.isnan(flat).sum(axis=1)
-        table["n_inf"] = np.isinf(flat).sum(axis=1)
-        if finite.all():
-            table["pixel_min"], table["pixel_max"] = flat.min(axis=1), flat.max(axis=1)
-        else:
-            table["pixel_min"] = np.where(finite, flat, np.inf).min(axis=1)
-            table["pixel_max"] = np.where(finite, flat, -np.inf).max(axis=1)
-    else:
-        table["n_nan"] = table["n_inf"] = np.zeros(n, dtype=np.int64)
-        table["pixel_min"], table["pixel_max"] = flat.min(axis=1), flat.max(axis=1)
-    if border:
-        mask = np.zeros(images.shape[1:3], dtype=bool)
-        mask[:border, :], mask[-border:, :], mask[:, :border], mask[:, -border:] = (True,) * 4
-        edge = images[:, mask].reshape(n, -1).astype(np.float64)
-        table["border_abs_max"] = np.nan_to_num(np.abs(edge), nan=np.inf).max(axis=1)
-    table["label"] = labels.astype(np.int64)
-    frame = pd.DataFrame(table)
-    frame.index.name = "image"
-    return frame
-
-
-def summarize_classes(labels: np.ndarray, num_classes: int) -> pd.DataFrame:
-    """One row per class with its number of images (labels outside the classes are ignored
-    here; the image table's label expectation reports them)."""
-    valid = labels[(labels >= 0) & (labels < num_classes)].astype(np.int64)
-    frame = pd.DataFrame(
-        {"label": np.arange(num_classes), "count": np.bincount(valid, minlength=num_classes)}
-    )
-    frame.index.name = "class"
-    return frame
 
 
 def image_expectations(spec: ImageExpectations) -> list[Any]:
@@ -243,22 +204,39 @@ def run_checks(
     return summary
 
 
-def require_passed(summary_path: str | os.PathLike[str]) -> None:
-    """Refuse to go on unless the data checks ran and passed (training stages call this)."""
-    import json
-
-    from wardrobe.errors import ChecksFailed
-
-    path = Path(summary_path)
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise ChecksFailed(f"{path}: missing or unreadable; run `dvc repro validate`") from None
-    if not isinstance(summary, dict):
-        raise ChecksFailed(f"{path}: not a data-check summary; run `dvc repro validate`")
-    if summary.get("success") is not True:
-        failures = "; ".join(str(f) for f in summary.get("failures") or []) or "no details"
+def validate(
+    checks: ChecksParams,
+    limits: PreprocessParams,
+    raw_dir: str | os.PathLike[str],
+    processed_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """The validate stage: check both splits, raw and processed, write the report to out_dir
+    and return its summary; raise ChecksFailed (after writing) when an expectation failed."""
+    raw_counts = {"train": checks.raw_train_count, "test": checks.raw_test_count}
+    processed_counts = {
+        "train": limits.limit_train or checks.raw_train_count,
+        "test": limits.limit_test or checks.raw_test_count,
+    }
+    common = {"num_classes": NUM_CLASSES, "class_count_tolerance": checks.class_count_tolerance}
+    batches = []
+    for split in SPLITS:
+        raw_spec = ImageExpectations(
+            name=f"raw/{split}", image_shape=(IMAGE_SIDE, IMAGE_SIDE), dtype="uint8",
+            pixel_range=checks.raw_pixel_range, border=0, count=raw_counts[split], **common,
+        )  # fmt: skip
+        batches.append((raw_spec, *load_raw_split(raw_dir, split)))
+        processed_spec = ImageExpectations(
+            name=f"processed/{split}", image_shape=(PROCESSED_SIDE, PROCESSED_SIDE, 1),
+            dtype="float32", pixel_range=checks.processed_pixel_range, border=PAD,
+            count=processed_counts[split], **common,
+        )  # fmt: skip
+        batches.append((processed_spec, *load_split(Path(processed_dir) / f"{split}.npz")))
+    summary = run_checks(batches, out_dir, examples=checks.examples)
+    if not summary["success"]:
         raise ChecksFailed(
-            f"{path}: the data checks failed ({failures}); "
-            "fix the data and run `dvc repro validate` before training"
+            f"{summary['failed']} expectation(s) failed: {'; '.join(summary['failures'])}. "
+            f"See {out_dir}/{summary['data_docs']}; fix the data (`dvc repro fetch "
+            "preprocess`) or the thresholds under `checks` in params.yaml"
         )
+    return summary

@@ -1,0 +1,122 @@
+"""MLflow runs: a training run that always ends with the right status, its tags, and logging
+later results (test metrics, figures) into a run a training recorded in its run.json."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from wardrobe.tracking.store import check_reachable, store_errors, tracking_uri
+
+log = logging.getLogger(__name__)
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"ae": {"filters": (32, 64)}} -> {"ae.filters": "[32, 64]"}: MLflow params and metrics
+    are flat, and a list is one value."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}."))
+        elif isinstance(value, list | tuple):
+            flat[name] = json.dumps(list(value))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=Path.cwd(), capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def run_tags(data_sha256: str) -> dict[str, str]:
+    """Git commit and dirtiness of the stage's work tree, the DVC experiment, the data hash."""
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    tags = {
+        "git_commit": commit or "unknown",
+        "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
+        "processed_data_sha256": data_sha256,
+    }
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
+@contextlib.contextmanager
+def training_run(
+    run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
+) -> Iterator[Any]:
+    """An MLflow run that ends FINISHED, FAILED (an exception) or KILLED (an interrupt); the
+    store's own errors, inside the block too, become one-line TrackingErrors."""
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    with store_errors(uri):
+        run = mlflow.start_run(run_name=run_name, tags=dict(tags))
+    try:
+        with store_errors(uri):
+            mlflow.log_params(flatten(params))
+            yield run
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    with store_errors(uri):
+        mlflow.end_run("FINISHED")
+
+
+def log_to_recorded_run(
+    record: Mapping[str, Any],
+    metrics: Mapping[str, float] | None = None,
+    artifacts: str | os.PathLike[str] | None = None,
+    artifact_path: str | None = None,
+) -> bool:
+    """Add metrics and/or a directory of artifacts to the finished run a training stage
+    recorded in its run.json, without changing the run's status. The run is looked up in
+    the current store (`tracking_uri()`); when that store does not hold it (models restored
+    from a DVC cache that another store's runs made), log a warning and return False."""
+    import mlflow
+    from mlflow.entities import Metric
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri()
+    check_reachable(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run_id = str(record["run_id"])
+    with store_errors(uri):
+        try:
+            client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            log.warning(
+                "MLflow run %s (%s) is not in %s; its results are written to files only",
+                run_id, record.get("run_name", "?"), uri,
+            )  # fmt: skip
+            return False
+    with store_errors(uri, f"failed while logging to run {run_id}"):
+        if metrics:
+            now = int(time.time() * 1000)
+            client.log_batch(
+                run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
+            )
+        if artifacts is not None:
+            client.log_artifacts(run_id, str(artifacts), artifact_path)
+    return True

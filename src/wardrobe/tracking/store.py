@@ -1,0 +1,113 @@
+"""Where MLflow runs go, and the one translation of the tracking store's errors into one line.
+
+The default store is an SQLite file `mlflow.db` at the project root (artifacts in `mlartifacts/`
+beside it); `MLFLOW_TRACKING_URI` points every run at a shared server instead. Paths are
+absolute and resolved from the *project's* root, also when DVC runs a stage in a temporary copy
+under `.dvc/tmp/exps/`, so runs of `dvc exp run --temp` and `dvc queue` land in the same store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from wardrobe.errors import WardrobeError
+from wardrobe.fsio import project_root
+
+DEFAULT_EXPERIMENT = "wardrobe"
+REACHABILITY_TIMEOUT_S = 10.0
+
+# MLflow's HTTP client otherwise retries an unreachable server for minutes.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+class TrackingError(WardrobeError):
+    """The tracking store cannot be reached or written."""
+
+
+def tracking_uri(root: Path | None = None) -> str:
+    """`MLFLOW_TRACKING_URI` when set, else sqlite:///<project root>/mlflow.db."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root)
+
+
+def default_tracking_uri(root: Path | None = None) -> str:
+    return f"sqlite:///{(root or project_root()) / 'mlflow.db'}"
+
+
+def artifact_root(root: Path | None = None) -> str:
+    return ((root or project_root()) / "mlartifacts").as_uri()
+
+
+def check_reachable(uri: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None:
+    """Fail fast, with the URI and the fix, when a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered: a server that has no /health page, or wants credentials
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(
+            f"MLflow tracking server {uri} is unreachable ({reason}); start it, fix "
+            "MLFLOW_TRACKING_URI, or unset it to track into the project's mlflow.db"
+        ) from None
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def store_errors(uri: str, doing: str = "failed") -> Iterator[None]:
+    """Turn what the store raises inside the block (an MLflow error, a database error, a run
+    file that cannot be written) into one TrackingError line naming the store and the fix.
+    `doing` completes "MLflow tracking store <uri> ...", e.g. "refused the experiment 'x'"."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (MlflowException, SQLAlchemyError) as exc:
+        raise TrackingError(
+            f"MLflow tracking store {uri} {doing}: {first_line(exc)}; check the store (a "
+            "tracking server for parallel runs) and run the stage again"
+        ) from None
+    except OSError as exc:
+        where = exc.filename or "a run file"
+        raise TrackingError(
+            f"cannot write {where} ({exc.strerror or exc}); make the path writable (in "
+            "Docker, mount the project at the same path as on the host) and run the stage again"
+        ) from None
+
+
+def configure(experiment: str | None = None) -> str:
+    """Point MLflow at the project's store and experiment; return the tracking URI."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    root = project_root()
+    uri = tracking_uri(root)
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+    # The project's own store keeps artifacts beside it; any other store decides for itself.
+    location = artifact_root(root) if uri == default_tracking_uri(root) else None
+    with store_errors(uri, f"refused the experiment '{name}'"):
+        if mlflow.get_experiment_by_name(name) is None:
+            try:
+                mlflow.create_experiment(name, artifact_location=location)
+            except MlflowException as exc:  # created meanwhile by a parallel stage
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+        mlflow.set_experiment(name)
+    return uri
