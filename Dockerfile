@@ -4,9 +4,10 @@
 #   docker run --rm -u "$(id -u):$(id -g)" -v "$PWD:$PWD" -w "$PWD" wardrobe   # dvc repro
 #   docker run --rm -u "$(id -u):$(id -g)" -v "$PWD:$PWD" -w "$PWD" wardrobe dvc metrics show
 #
-# The image holds the Fashion-MNIST package and the pinned dependencies, installed by the
-# Makefile exactly as `make setup` installs them; the pipeline, its code and its outputs live
-# in the mounted work tree (a git clone), whose src/ the entrypoint puts first on PYTHONPATH.
+# The image holds the Fashion-MNIST package, the pinned dependencies and the reports' web
+# assets, installed by the Makefile exactly as `make setup` installs them; the pipeline, its
+# code and its outputs live in the mounted work tree (a git clone), whose src/ the entrypoint
+# puts first on PYTHONPATH.
 # Mount it at the same path as on the host: mlflow.db records absolute artifact paths.
 FROM python:3.11-slim-bookworm
 
@@ -19,10 +20,11 @@ RUN apt-get update \
 
 WORKDIR /opt/wardrobe
 COPY Makefile pyproject.toml requirements.lock README.md ./
+COPY tools/web-assets/package.json tools/web-assets/package-lock.json ./tools/web-assets/
 COPY src ./src
-# `make setup`: the dataset package (dataset-fashion-mnist, with apt-get as root) and the
-# pinned dependencies (pip install -c requirements.lock) into /opt/venv, without the
-# development tools.
+# `make setup`: the Debian packages (dataset-fashion-mnist, npm; apt-get as root), the pinned
+# dependencies (pip install -c requirements.lock) into /opt/venv without the development
+# tools, and the Data Docs' scripts and styles (npm ci).
 RUN make setup VENV=/opt/venv INSTALL=. \
     && rm -rf /var/lib/apt/lists/* /root/.cache \
     && git config --system --add safe.directory '*'
@@ -33,6 +35,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     DVC_NO_ANALYTICS=1 \
     GX_ANALYTICS_ENABLED=False \
     MPLCONFIGDIR=/tmp/matplotlib \
+    WARDROBE_WEB_ASSETS=/opt/wardrobe/tools/web-assets/node_modules \
     HOME=/tmp
 WORKDIR /work
 # The work tree's own code, wherever it is mounted.

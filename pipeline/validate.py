@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from wardrobe.checks.suites import validate
+from wardrobe.checks.validate import validate
 from wardrobe.cli import parse_args, run_stage
 from wardrobe.params import load
 

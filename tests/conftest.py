@@ -26,6 +26,8 @@ from wardrobe.fetch import CanonicalFile
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+# What `make setup` installed for the reports; projects copied elsewhere use the checkout's.
+WEB_ASSETS = {"WARDROBE_WEB_ASSETS": str(ROOT / "tools" / "web-assets" / "node_modules")}
 REAL_MIRROR = Path("/usr/share/datasets/fashion-mnist")
 
 QUICK = {"epochs": 2, "batch_size": 50}  # a training section of the tiny project
@@ -110,7 +112,7 @@ def stage_env(extra: dict | None = None) -> dict:
     """The environment for a stage script run on the checkout's code, with no tracking
     settings of the calling shell."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_EXP"))}
-    return {**env, "PYTHONPATH": str(ROOT / "src"), **(extra or {})}
+    return {**env, **WEB_ASSETS, "PYTHONPATH": str(ROOT / "src"), **(extra or {})}
 
 
 def run_script(cwd: Path, script: str, *args: str, env: dict | None = None):
@@ -164,6 +166,7 @@ def repo_env(repo: Path, extra: dict | None = None) -> dict:
         "PYTHONPATH": str(repo / "src"),  # the copy's code, not the installed checkout's
         "DVC_NO_ANALYTICS": "1",
         "GX_ANALYTICS_ENABLED": "False",
+        **WEB_ASSETS,
         **(extra or {}),
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -188,3 +189,30 @@ def test_examples_limit(tmp_path, examples):
     entry = next(e for e in summary["expectations"] if not e["success"])
     assert entry["unexpected_count"] == 5
     assert len(entry["unexpected_examples"]) == examples
+
+
+REMOTE_ASSET = re.compile(r"<(?:script|link|img)\b[^>]*\s(?:src|href)=\"https?://")
+
+
+def test_data_docs_load_pinned_local_copies(tmp_path):
+    check(tmp_path, *good_batch())
+    site = tmp_path / "data_checks" / "data_docs"
+    pages = list(site.rglob("*.html"))
+    assert len(pages) >= 3  # the index, a suite, a validation
+    for page in pages:
+        assert not REMOTE_ASSET.search(page.read_text()), page
+    index = (site / "index.html").read_text()
+    for rel in ("jquery/dist/jquery.min.js", "vega/build/vega.min.js"):
+        assert f'src="static/vendor/{rel}"' in index
+        assert (site / "static" / "vendor" / rel).is_file()
+    assert (site / "static/vendor/@fortawesome/fontawesome-free/webfonts").is_dir()
+    assert "integrity=" not in index and "dataContextId" not in index
+
+
+def test_data_docs_without_the_assets_keep_cdn_links_and_say_so(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("WARDROBE_WEB_ASSETS", str(tmp_path / "nowhere"))
+    summary = check(tmp_path, *good_batch())
+    assert summary["success"] is True
+    assert "the pinned web assets are not installed; run `make setup`" in caplog.text
+    index = (tmp_path / "data_checks" / "data_docs" / "index.html").read_text()
+    assert "https://code.jquery.com/jquery-3.7.1.min.js" in index

@@ -100,13 +100,20 @@ def test_stages_import_only_their_own_model_and_download_code(resolved):
     that load it, the download code to fetch alone."""
     users = {
         module: {name for name, (_, deps) in resolved.items() if f"src/wardrobe/{module}" in deps}
-        for module in ("fetch.py", "models/vae.py", "models/classifier.py", "checks/suites.py")
+        for module in (
+            "fetch.py",
+            "models/vae.py",
+            "models/classifier.py",
+            "checks/suites.py",
+            "webassets.py",
+        )  # fmt: skip
     }
     assert users == {
         "fetch.py": {"fetch"},
         "models/vae.py": {"train_vae", "evaluate", "plots"},
         "models/classifier.py": {"train_classifier", "evaluate"},
         "checks/suites.py": {"validate"},
+        "webassets.py": {"validate"},
     }
 
 

@@ -177,7 +177,11 @@ def test_dockerfile_installs_what_the_makefile_installs():
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "pip install --quiet -c requirements.lock -e '.'" in dry
-    assert "apt-get install -y -qq dataset-fashion-mnist" in dry
+    assert "for need in dataset-fashion-mnist=/usr/share/datasets/" in dry  # system packages
+    assert "apt-get install -y -qq --no-install-recommends $missing" in dry
+    assert "npm ci --prefix tools/web-assets" in dry
+    assert "ENV PATH=/opt/venv/bin:$PATH" in dockerfile
+    assert "WARDROBE_WEB_ASSETS=/opt/wardrobe/tools/web-assets/node_modules" in dockerfile
     users = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
     assert 'CMD ["dvc", "repro"]' in dockerfile
@@ -260,22 +264,16 @@ def test_the_ui_serves_the_runs_with_params_metrics_and_figures(ui):
         assert figure.startswith(b"\x89PNG")
 
 
-@pytest.mark.slow
-def test_the_ui_shows_runs_and_their_comparison_in_a_browser(ui, tmp_path_factory):
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's) driven by Selenium, with no background requests."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.fail(
             "chromium and chromium-driver are missing: apt-get install chromium chromium-driver"
+            " (`make test` does, as root)"
         )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    experiment = api(ui, "experiments/get-by-name", experiment_name="wardrobe")["experiment"]
-    eid = experiment["experiment_id"]
-    runs = api(ui, "runs/search", {"experiment_ids": [eid]})["runs"]
-    ids = {r["info"]["run_name"]: r["info"]["run_id"] for r in runs}
-    shots = tmp_path_factory.mktemp("screenshots")
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
@@ -285,9 +283,26 @@ def test_the_ui_shows_runs_and_their_comparison_in_a_browser(ui, tmp_path_factor
         "--disable-dev-shm-usage",
         "--window-size=1600,1000",
         "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
     ):
         options.add_argument(flag)  # fmt: skip
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.mark.slow
+def test_the_ui_shows_runs_and_their_comparison_in_a_browser(ui, browser, tmp_path_factory):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    experiment = api(ui, "experiments/get-by-name", experiment_name="wardrobe")["experiment"]
+    eid = experiment["experiment_id"]
+    runs = api(ui, "runs/search", {"experiment_ids": [eid]})["runs"]
+    ids = {r["info"]["run_name"]: r["info"]["run_id"] for r in runs}
+    shots = tmp_path_factory.mktemp("screenshots")
+    driver = browser
     try:
 
         def page_shows(lines: set[str], texts: tuple[str, ...] = ()):
@@ -318,10 +333,52 @@ def test_the_ui_shows_runs_and_their_comparison_in_a_browser(ui, tmp_path_factor
         time.sleep(2)  # the page re-lays itself out for the new size
         driver.save_screenshot(str(shots / "compare_full.png"))
     finally:
-        driver.quit()
+        driver.set_window_size(1600, 1000)
     for name in ("experiment.png", "compare.png", "compare_full.png"):
         assert (shots / name).read_bytes().startswith(b"\x89PNG")
     print(f"screenshots: {shots}")
+
+
+REMOTE_ASSET = re.compile(r"<(?:script|link|img)\b[^>]*\s(?:src|href)=\"https?://")
+
+
+@pytest.mark.slow
+def test_the_reports_open_in_a_browser_without_the_network(retrained, browser):
+    """The Data Docs show their results table and `dvc plots show` draws the loss curves with
+    the browser offline: every script and style is a local, pinned copy."""
+    repo = retrained[0]
+    template = ROOT / "tools" / "web-assets" / "dvc-plots.html"
+    assert template.is_file(), "run `make setup`: it writes the dvc plots page template"
+    configured = dvc(repo, "config", "--local", "plots.html_template", str(template))
+    assert configured.returncode == 0, configured.stderr
+    shown = dvc(repo, "plots", "show", "-o", "dvc_plots")
+    assert shown.returncode == 0, shown.stderr
+    pages = {
+        "data_docs": repo / "reports" / "data_checks" / "data_docs" / "index.html",
+        "dvc_plots": repo / "dvc_plots" / "index.html",
+    }
+    for page in pages.values():
+        assert not REMOTE_ASSET.search(page.read_text()), page
+
+    browser.set_network_conditions(
+        offline=True, latency=0, download_throughput=0, upload_throughput=0
+    )
+    try:
+        browser.get(pages["data_docs"].as_uri())
+        rows = browser.execute_script(
+            "return typeof jQuery === 'function' && typeof jQuery.fn.bootstrapTable === 'function'"
+            " ? document.querySelectorAll('.bootstrap-table tbody tr').length : -1"
+        )
+        assert rows == 8  # one validation per table: raw and processed, train and test, x 2
+        browser.get(pages["dvc_plots"].as_uri())
+        time.sleep(2)  # vega-embed renders asynchronously
+        drawn = browser.execute_script(
+            "return typeof vegaEmbed === 'function' ? document.querySelectorAll("
+            "'.vega-embed canvas, .vega-embed svg.marks').length : -1"
+        )
+        assert drawn == 4  # the loss curves of dvc.yaml's four plots
+    finally:
+        browser.delete_network_conditions()
 
 
 # --- DVC experiments ------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""The validate stage's library: Great Expectations suites over the summary tables (`tables`) of
-the raw and processed images. Great Expectations evaluates them and renders Data Docs; the
-verdict and every expectation's result go to summary.json."""
+"""Great Expectations suites over the summary tables (`tables`) of raw and processed images.
+Great Expectations evaluates them and renders Data Docs (made to open offline); the verdict
+and every expectation's result go to summary.json."""
 
 from __future__ import annotations
 
@@ -17,17 +17,8 @@ import numpy as np
 import pandas as pd
 
 from wardrobe.checks.tables import shape_text, summarize_classes, summarize_images
-from wardrobe.dataset import (
-    IMAGE_SIDE,
-    PAD,
-    PROCESSED_SIDE,
-    SPLITS,
-    load_raw_split,
-    load_split,
-)
-from wardrobe.errors import ChecksFailed
 from wardrobe.fsio import atomic_dir, write_json
-from wardrobe.params import NUM_CLASSES, ChecksParams, PreprocessParams
+from wardrobe.webassets import AssetsMissing, localize_site
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 log = logging.getLogger(__name__)
@@ -187,6 +178,7 @@ def run_checks(
             log.info("checked %s: %s", table, "ok" if outcome.success else "FAILED")
         site = Path(gx_root) / "gx" / "uncommitted" / "data_docs" / "local_site"
         shutil.copytree(site, staging / "data_docs")
+        offline_data_docs(staging / "data_docs")
         failed = [e for e in entries if not e["success"]]
         summary = {
             "success": not failed,
@@ -204,39 +196,13 @@ def run_checks(
     return summary
 
 
-def validate(
-    checks: ChecksParams,
-    limits: PreprocessParams,
-    raw_dir: str | os.PathLike[str],
-    processed_dir: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
-) -> dict[str, Any]:
-    """The validate stage: check both splits, raw and processed, write the report to out_dir
-    and return its summary; raise ChecksFailed (after writing) when an expectation failed."""
-    raw_counts = {"train": checks.raw_train_count, "test": checks.raw_test_count}
-    processed_counts = {
-        "train": limits.limit_train or checks.raw_train_count,
-        "test": limits.limit_test or checks.raw_test_count,
-    }
-    common = {"num_classes": NUM_CLASSES, "class_count_tolerance": checks.class_count_tolerance}
-    batches = []
-    for split in SPLITS:
-        raw_spec = ImageExpectations(
-            name=f"raw/{split}", image_shape=(IMAGE_SIDE, IMAGE_SIDE), dtype="uint8",
-            pixel_range=checks.raw_pixel_range, border=0, count=raw_counts[split], **common,
-        )  # fmt: skip
-        batches.append((raw_spec, *load_raw_split(raw_dir, split)))
-        processed_spec = ImageExpectations(
-            name=f"processed/{split}", image_shape=(PROCESSED_SIDE, PROCESSED_SIDE, 1),
-            dtype="float32", pixel_range=checks.processed_pixel_range, border=PAD,
-            count=processed_counts[split], **common,
-        )  # fmt: skip
-        batches.append((processed_spec, *load_split(Path(processed_dir) / f"{split}.npz")))
-    summary = run_checks(batches, out_dir, examples=checks.examples)
-    if not summary["success"]:
-        raise ChecksFailed(
-            f"{summary['failed']} expectation(s) failed: {'; '.join(summary['failures'])}. "
-            f"See {out_dir}/{summary['data_docs']}; fix the data (`dvc repro fetch "
-            "preprocess`) or the thresholds under `checks` in params.yaml"
-        )
-    return summary
+def offline_data_docs(site: Path) -> None:
+    """Make the Data Docs load their scripts and styles from local copies; without them
+    (no npm on this machine), say so and leave the public CDN links."""
+    try:
+        remote = localize_site(site)
+    except AssetsMissing as exc:
+        log.warning("%s; the Data Docs load their scripts from public CDNs meanwhile", exc)
+        return
+    if remote:
+        log.warning("the Data Docs still load %s from the internet", ", ".join(remote))
