@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,6 +182,29 @@ def dvc(repo: Path, *args: str, env: dict | None = None) -> subprocess.Completed
 def ran_stages(output: str) -> list[str]:
     """The stages a `dvc repro` or `dvc exp run` ran, in order, from its output."""
     return re.findall(r"^Running stage '([^']+)'", output, flags=re.MULTILINE)
+
+
+def retrain(repo: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", "ci/retrain.sh", *args], cwd=repo, env=repo_env(repo, env),
+        capture_output=True, text=True, timeout=1500,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def retrained(tmp_path_factory, real_mirror):
+    """A project copy whose last commit switches params.yaml to a quick run, retrained by
+    `ci/retrain.sh HEAD~1` as the workflow runs it on main: (repo, result, CI files). The
+    CI, browser and experiment tests share it."""
+    work = tmp_path_factory.mktemp("ci")
+    repo = project_repo(work / "project")
+    write_params(repo, repo / "params.yaml", **QUICK_RUN)
+    commit(repo, "quick-run params")
+    ci_files = {"GITHUB_STEP_SUMMARY": work / "summary.md", "GITHUB_OUTPUT": work / "output"}
+    start = time.perf_counter()
+    result = retrain(repo, "HEAD~1", env={k: str(v) for k, v in ci_files.items()})
+    print(f"ci/retrain.sh with a params change: {time.perf_counter() - start:.1f} s")
+    return repo, result, ci_files
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -98,15 +98,10 @@ def test_every_stage_lists_exactly_the_code_it_imports(resolved):
 def test_stages_import_only_their_own_model_and_download_code(resolved):
     """The cut the deps follow: a model's module belongs to its training and to the stages
     that load it, the download code to fetch alone."""
+    modules = ("fetch.py", "models/vae.py", "models/classifier.py", "checks/suites.py")
     users = {
         module: {name for name, (_, deps) in resolved.items() if f"src/wardrobe/{module}" in deps}
-        for module in (
-            "fetch.py",
-            "models/vae.py",
-            "models/classifier.py",
-            "checks/suites.py",
-            "webassets.py",
-        )  # fmt: skip
+        for module in (*modules, "webassets.py")
     }
     assert users == {
         "fetch.py": {"fetch"},

