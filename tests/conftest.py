@@ -151,11 +151,11 @@ def project_repo(dest: Path) -> Path:
     return dest
 
 
-def commit(repo: Path, message: str) -> None:
-    """Commit everything in the work tree."""
+def commit(repo: Path, message: str, *paths: str) -> None:
+    """Commit these paths, or everything in the work tree."""
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
-    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", message], cwd=repo, check=True)
+    subprocess.run([*git, "add", *(paths or ["-A"])], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", message, *paths], cwd=repo, check=True)
 
 
 def repo_env(repo: Path, extra: dict | None = None) -> dict:

@@ -190,9 +190,12 @@ def test_the_reports_open_in_a_browser_without_the_network(retrained, browser):
         browser.get(pages["data_docs"].as_uri())
         rows = browser.execute_script(
             "return typeof jQuery === 'function' && typeof jQuery.fn.bootstrapTable === 'function'"
-            " ? document.querySelectorAll('.bootstrap-table tbody tr').length : -1"
+            " ? ['validation-results', 'expectation_suites'].map(t => document.querySelectorAll("
+            "`.bootstrap-table .ge-index-page-${t}-table tbody tr`).length) : null"
         )
-        assert rows == 8  # one validation per table: raw and processed, train and test, x 2
+        # bootstrap-table ran: a row per table (raw and processed, train and test, images and
+        # classes) in the validation results and in the suites.
+        assert rows == [8, 8]
         browser.get(pages["dvc_plots"].as_uri())
         time.sleep(2)  # vega-embed renders asynchronously
         drawn = browser.execute_script(

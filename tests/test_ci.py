@@ -54,7 +54,7 @@ def test_a_readme_only_change_does_not_retrain(retrained):
     repo, _, _ = retrained
     with (repo / "README.md").open("a") as readme:
         readme.write("\nA note.\n")
-    commit(repo, "docs only")
+    commit(repo, "docs only", "README.md")  # what other tests left in the work tree stays out
     detected = retrain(repo, "--detect", "HEAD~1")
     assert detected.returncode == 0 and detected.stdout.strip() == "retrain=false"
     result = retrain(repo, "HEAD~1")

@@ -23,7 +23,7 @@ def parse_args(
     argv: Sequence[str] | None, description: str | None, **paths: str
 ) -> argparse.Namespace:
     """`--params` (default params.yaml) and one required path option per keyword, whose value
-        is its help text: `parse_args(argv, __doc__, out="model directory")` gives `args.out`
+    is its help text: `parse_args(argv, __doc__, out="model directory")` gives `args.out`
     (`class_shares=...` is the option --class-shares)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")

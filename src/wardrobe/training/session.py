@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from wardrobe.dataset import SPLITS
 from wardrobe.fsio import atomic_dir, sha256_file, write_json
 from wardrobe.params import TrainingParams
 from wardrobe.tracking.models import (
@@ -73,11 +74,11 @@ def training_session(
     """A training's MLflow run (named `name`, with `params` logged under `name.` and `seed`)
     and a staging directory that replaces out_dir when the block ends without an error."""
     uri = configure()
-    tags = run_tags(data_fingerprint([Path(data_dir) / f"{s}.npz" for s in ("train", "test")]))
+    tags = run_tags(data_fingerprint([Path(data_dir) / f"{split}.npz" for split in SPLITS]))
     logged_params = {
         "seed": seed,
         name: params.model_dump(),
-        "data": {f"{split}_images": len(data[split][0]) for split in ("train", "test")},
+        "data": {f"{split}_images": len(data[split][0]) for split in SPLITS},
     }
     # The run ends (FINISHED, or FAILED and re-raised) before the directory swap.
     with atomic_dir(out_dir) as staging, training_run(name, logged_params, tags) as run:
