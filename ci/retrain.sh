@@ -7,7 +7,8 @@
 # (`origin/main`), or on main the commit before the push (`HEAD~1` for a single commit).
 #
 # A change to params.yaml, dvc.yaml, src/, pipeline/ or the pinned dependencies
-# (pyproject.toml, requirements.lock) between BASE_REF and HEAD means a retrain. `--detect` only answers: it prints `retrain=true|false` (also to $GITHUB_OUTPUT
+# (pyproject.toml, requirements.lock) between BASE_REF and HEAD means a retrain. `--detect`
+# only answers: it prints `retrain=true|false` (also to $GITHUB_OUTPUT
 # when set). Otherwise, when a retrain is needed, it pulls the DVC cache from the default
 # remote when one is configured, runs `dvc repro`, and writes a Markdown report (the params
 # and metrics diffs against BASE_REF, the test metrics, the figures) to
@@ -86,9 +87,10 @@ seconds=$(( $(date +%s) - start ))
 
 # The metrics are deterministic; dvc.lock is not compared, because every training writes its
 # own MLflow run id into models/*/run.json.
-lock_note="\`reports/metrics.json\` matches the committed one."
-if ! git diff --quiet -- reports/metrics.json; then
-    lock_note="\`reports/metrics.json\` differs from the committed one: the change was"
+metrics=(reports/metrics.json reports/class_shares.json)
+lock_note="The metrics (\`${metrics[*]}\`) match the committed ones."
+if ! git diff --quiet -- "${metrics[@]}"; then
+    lock_note="The metrics (\`${metrics[*]}\`) differ from the committed ones: the change was"
     lock_note+=" committed without its \`dvc repro\` results, or this machine's arithmetic"
     lock_note+=" gives other values. Run \`make repro\` and commit dvc.lock and the metrics."
 fi

@@ -10,6 +10,7 @@ import importlib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -300,12 +301,18 @@ def http_mirror(tmp_path: Path) -> Iterator[Mirror]:
         server.server_close()
 
 
+def free_port() -> int:
+    """A loopback port on which nothing listens now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture
 def closed_port_url() -> str:
     """A loopback URL on which nothing listens."""
-    import socket
+    return f"http://127.0.0.1:{free_port()}/"
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
+
+# A script, stylesheet or image an HTML page would fetch from the internet.
+REMOTE_ASSET = re.compile(r"<(?:script|link|img)\b[^>]*\s(?:src|href)=\"https?://")

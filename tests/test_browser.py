@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -16,18 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, dvc, ran_stages, repo_env
+from conftest import REMOTE_ASSET, ROOT, dvc, free_port, ran_stages, repo_env
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
 # --- the MLflow UI --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def api(base: str, endpoint: str, payload: dict | None = None, **query) -> dict:
@@ -157,12 +149,7 @@ def test_the_ui_shows_runs_and_their_comparison_in_a_browser(ui, browser, tmp_pa
         driver.save_screenshot(str(shots / "compare_full.png"))
     finally:
         driver.set_window_size(1600, 1000)
-    for name in ("experiment.png", "compare.png", "compare_full.png"):
-        assert (shots / name).read_bytes().startswith(b"\x89PNG")
     print(f"screenshots: {shots}")
-
-
-REMOTE_ASSET = re.compile(r"<(?:script|link|img)\b[^>]*\s(?:src|href)=\"https?://")
 
 
 @pytest.mark.slow

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pytest
 
+from conftest import REMOTE_ASSET
 from wardrobe.checks.suites import ImageExpectations, run_checks
 from wardrobe.checks.tables import summarize_images
 
@@ -189,9 +189,6 @@ def test_examples_limit(tmp_path, examples):
     entry = next(e for e in summary["expectations"] if not e["success"])
     assert entry["unexpected_count"] == 5
     assert len(entry["unexpected_examples"]) == examples
-
-
-REMOTE_ASSET = re.compile(r"<(?:script|link|img)\b[^>]*\s(?:src|href)=\"https?://")
 
 
 def test_data_docs_load_pinned_local_copies(tmp_path):

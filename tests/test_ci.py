@@ -45,7 +45,7 @@ def test_a_params_change_retrains_and_reports_what_moved(retrained):
     assert float(cells[4]) == pytest.approx(new - old, abs=2e-4)
     assert "| reconstruction BCE (test, mean per pixel) |" in report  # this run's table
     # The quick run's metrics are not the committed ones, and the report says so.
-    assert "`reports/metrics.json` differs from the committed one" in report
+    assert "reports/class_shares.json`) differ from the committed ones" in report
     assert "reports/figures/vae/latent_pvalues.png" in report
 
 

@@ -152,15 +152,16 @@ def test_gzip_bomb_is_rejected_without_decompressing_it_whole(tmp_path):
     )  # fmt: skip
     message, peak_kib = result.stdout.strip().splitlines()
     assert "decompresses to more than the expected 60,008 bytes" in message
-    assert int(peak_kib) < 300 * 1024, peak_kib  # the interpreter and NumPy, not the bomb
+    assert int(peak_kib) < 300 * 1024, peak_kib  # the interpreter, not the bomb
 
 
-def test_multi_member_gzip_is_accepted(tmp_path, small_files):
+def test_multi_member_zero_padded_gzip_is_accepted(tmp_path, small_files):
     files, source = small_files
     f = next(iter(files.values()))
     content = gzip.decompress((source / f.gz_name).read_bytes())
     half = len(content) // 2
-    (source / f.gz_name).write_bytes(gzip.compress(content[:half]) + gzip.compress(content[half:]))
+    members = gzip.compress(content[:half]) + gzip.compress(content[half:])
+    (source / f.gz_name).write_bytes(members + b"\0" * 512)  # and zero padding, as tar pads
     fetch_raw(tmp_path / "raw", mirror=str(source), urls=[], files=files)
     assert sha256_file(tmp_path / "raw" / f.name) == f.sha256
 

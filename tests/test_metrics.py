@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from wardrobe.evaluation import EvaluationError, require_finite
 from wardrobe.metrics import (
     binary_crossentropy,
     class_distribution,
@@ -128,11 +127,3 @@ def test_class_distribution_and_entropy():
 def test_class_keys():
     assert class_key("T-shirt/top") == "t_shirt_top"
     assert class_key("Ankle boot") == "ankle_boot"
-
-
-def test_non_finite_metrics_are_refused_by_name():
-    require_finite({"ae": {"test": {"bce": 0.25}}})
-    with pytest.raises(EvaluationError, match=r"^ae\.test\.latent\.kl, vae\.test\.bce not finite"):
-        require_finite(
-            {"ae": {"test": {"latent": {"kl": math.inf}}}, "vae": {"test": {"bce": math.nan}}}
-        )

@@ -13,8 +13,8 @@ from pathlib import Path
 from wardrobe.errors import WardrobeError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-# Libraries that configure their own logging when imported read these: TensorFlow's C++
-# start-up notices (CPU features, oneDNN) and MLflow's run links are INFO, so show warnings.
+# Libraries that configure their own logging when imported read these: TensorFlow's C++ notice
+# of CPU features and MLflow's run links are INFO, so show their warnings only.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 

@@ -89,7 +89,7 @@ def decompress(location: str, payload: bytes, expected: CanonicalFile) -> bytes:
             )
         if not stream.eof:
             raise SourceFailed(location, "not a valid gzip stream (truncated)")
-        rest = stream.unused_data
+        rest = stream.unused_data.lstrip(b"\0")  # zero padding after the last member
     return content
 
 

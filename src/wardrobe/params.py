@@ -2,8 +2,8 @@
 
 What each key means is written once, in params.yaml's comments; this module holds the types and
 the rules. `load` reads the whole file; a bad value raises `ParamsError` with one line naming
-the dotted key and the rule, e.g. "params.yaml: preprocess.limit_train must be a multiple of
-10, got 15".
+the dotted key and the rule, e.g. "params.yaml: preprocess.limit_train must be null or a
+multiple of 10, got 15".
 """
 
 from __future__ import annotations

@@ -29,12 +29,13 @@ def predict(model: keras.Model, inputs: np.ndarray, batch_size: int) -> Any:
     with several models retraced TensorFlow functions over and over."""
     if model not in _forward:
         signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)]
+        owner = weakref.ref(model)  # the cache must not keep the model alive
         _forward[model] = tf.function(
-            lambda x: model(x, training=False), input_signature=signature
+            lambda x: owner()(x, training=False), input_signature=signature
         )
     batches = [
         _forward[model](tf.constant(inputs[start : start + batch_size], tf.float32))
-        for start in range(0, len(inputs), batch_size)
+        for start in range(0, max(len(inputs), 1), batch_size)  # no inputs: one empty batch
     ]
     if isinstance(batches[0], list | tuple):
         return [

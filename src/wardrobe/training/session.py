@@ -4,7 +4,8 @@ logged models and the registry alias `candidate`, or none of it.
 
     with training_session("vae", params, seed, data, data_dir, out_dir) as session:
         history = session.fit(vae, target=None)
-        session.save(history, {"vae": vae, "encoder": encoder, "decoder": decoder})
+        session.save(history, {"vae": vae, "encoder": encoder, "decoder": decoder},
+                     register=["decoder"])
 
 Any failure inside the block (divergence, a model below its threshold, an interrupt, the
 tracking store) marks the run FAILED or KILLED and leaves out_dir as it was.
