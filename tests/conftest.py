@@ -79,15 +79,20 @@ def make_tiny_project(path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch) -> Path:
-    """The tiny project as the working directory, tracking into its own mlflow.db (no
-    MLFLOW_* or DVC_EXP_NAME settings of the calling shell)."""
+def enter_tiny_project(path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tiny project in `path`, made the working directory, tracking into its own mlflow.db
+    (no MLFLOW_* or DVC_EXP_NAME settings of the calling shell)."""
     for name in list(os.environ):
         if name.startswith("MLFLOW_") or name == "DVC_EXP_NAME":
             monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return make_tiny_project(tmp_path)
+    monkeypatch.chdir(path)
+    return make_tiny_project(path)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """The tiny project as the working directory (`enter_tiny_project`)."""
+    return enter_tiny_project(tmp_path, monkeypatch)
 
 
 def train(project: Path, model: str, out: str | None = None):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REMOTE_ASSET, ROOT, dvc, free_port, ran_stages, repo_env
+from conftest import REMOTE_ASSET, ROOT, client_for, dvc, free_port, ran_stages, repo_env
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
@@ -207,9 +207,7 @@ def test_dvc_exp_run_tags_its_mlflow_runs_with_the_experiment_name(retrained):
     shown = dvc(repo, "exp", "show", "--json")
     assert shown.returncode == 0 and "beta-1000" in shown.stdout
 
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    client = client_for(repo)
     experiment = client.get_experiment_by_name("wardrobe").experiment_id
     runs = client.search_runs([experiment], "tags.dvc_exp_name = 'beta-1000'")
     assert [r.info.run_name for r in runs] == ["vae"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import QUICK_RUN, dvc, project_repo, ran_stages, write_params
+from conftest import QUICK_RUN, client_for, dvc, project_repo, ran_stages, write_params
 from wardrobe.dataset import load_split
 from wardrobe.fetch import CANONICAL_FILES
 from wardrobe.fsio import sha256_file
@@ -157,9 +157,7 @@ def test_quick_pipeline_runs_every_stage_and_reruns_only_what_changed(tmp_path, 
     assert second.returncode == 0, second.stderr
     assert ran_stages(second.stdout) == ["train_vae", "evaluate", "plots"]
 
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    client = client_for(repo)
     experiment = client.get_experiment_by_name("wardrobe").experiment_id
     runs = client.search_runs([experiment], order_by=["attributes.start_time ASC"])
     assert [(r.info.run_name, r.info.status) for r in runs] == [

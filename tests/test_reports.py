@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import struct
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 from conftest import (
     assert_one_line_error,
     client_for,
-    make_tiny_project,
+    enter_tiny_project,
     run_script,
     stage_env,
     train,
@@ -56,11 +55,7 @@ def trained(tmp_path_factory):
     trained for 2 epochs, and small evaluate and plots params."""
     project = tmp_path_factory.mktemp("reports")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        for name in list(os.environ):
-            if name.startswith("MLFLOW_") or name == "DVC_EXP_NAME":
-                monkeypatch.delenv(name)
-        monkeypatch.chdir(project)
-        make_tiny_project(project)
+        enter_tiny_project(project, monkeypatch)
         write_params(
             project, project / "params.yaml",
             evaluate={"generated": 300, "batch_size": 64}, plots=PLOTS,
