@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import http.server
 import importlib
+import json
 import os
 import re
 import shutil
@@ -23,7 +24,8 @@ import numpy as np
 import pytest
 import yaml
 
-from wardrobe.dataset import SPLIT_FILES, save_split
+from wardrobe.checks.verdict import CHECKED_KEY
+from wardrobe.dataset import SPLIT_FILES, save_split, split_digests
 from wardrobe.fetch import CanonicalFile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,11 +74,17 @@ def make_tiny_project(path: Path) -> Path:
         images = np.zeros((n, 32, 32, 1), np.float32)
         images[:, 2:30, 2:30] = rng.random((n, 28, 28, 1), dtype=np.float32) ** 3
         save_split(path / "data" / f"{split}.npz", images, np.arange(n, dtype=np.uint8) % 10)
-    (path / "checks").mkdir()
-    (path / "checks" / "summary.json").write_text('{"success": true}')
+    write_verdict(path / "checks" / "summary.json", path / "data")
     subprocess.run(["git", "init", "-q"], cwd=path, check=True)
     commit(path, "init")
     return path
+
+
+def write_verdict(summary: Path, data_dir: Path, success: bool = True) -> None:
+    """A data-check summary as validate writes it, for the splits now in data_dir."""
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    verdict = {"success": success, CHECKED_KEY: split_digests(data_dir)}
+    summary.write_text(json.dumps(verdict))
 
 
 def enter_tiny_project(path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -37,8 +37,10 @@ def ui(retrained):
     """`make ui` on a free loopback port, serving the retrained copy's mlflow.db."""
     repo = retrained[0]
     port = free_port()
+    venv = ROOT / ".venv"
     server = subprocess.Popen(
-        ["make", "ui", f"UI_PORT={port}", f"VENV={ROOT / '.venv'}"],
+        # -o: the checkout's venv is used as it is, never re-installed from the copy
+        ["make", "ui", f"UI_PORT={port}", f"VENV={venv}", "-o", f"{venv}/.installed"],
         cwd=repo, env=repo_env(repo), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, start_new_session=True,
     )  # fmt: skip

@@ -13,7 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import assert_one_line_error, client_for, run_script, train, write_params
+from conftest import (
+    assert_one_line_error,
+    client_for,
+    run_script,
+    train,
+    write_params,
+    write_verdict,
+)
 from wardrobe.dataset import save_split
 from wardrobe.errors import ChecksFailed
 from wardrobe.tracking.store import TrackingError
@@ -150,6 +157,7 @@ def test_nan_input_fails_the_stage_marks_the_run_failed_and_keeps_models(project
     images = np.load(project / "data" / "train.npz")["images"]
     images[7, 10, 10, 0] = np.nan
     save_split(project / "data" / "train.npz", images, np.arange(200, dtype=np.uint8) % 10)
+    write_verdict(project / "checks" / "summary.json", project / "data")  # as if it passed
 
     result = run_script(project, "train_ae", *TRAIN_ARGS, "--out", "models/ae")
     assert_one_line_error(result, "train_ae", "loss became nan at epoch 1", "learning rate")
@@ -187,6 +195,7 @@ def test_failed_checks_stop_training(project):
         ("[1, 2]", "not a data-check summary"),
         ('{"success": false}', r"the data checks failed \(no details\)"),
         ("{not json", "missing or unreadable; run `dvc repro validate`"),
+        ('{"success": true}', r"does not say which data it checked .*run `dvc repro validate`"),
     ],
 )
 def test_training_refuses_a_malformed_checks_summary(tmp_path, summary, message):
@@ -194,7 +203,7 @@ def test_training_refuses_a_malformed_checks_summary(tmp_path, summary, message)
 
     (tmp_path / "summary.json").write_text(summary)
     with pytest.raises(ChecksFailed, match=message):
-        require_passed(tmp_path / "summary.json")
+        require_passed(tmp_path / "summary.json", tmp_path)
 
 
 def test_unreachable_tracking_server_fails_fast_naming_the_uri(project, closed_port_url):

@@ -7,10 +7,14 @@ import logging
 import os
 import signal
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
-from wardrobe.errors import WardrobeError
+from wardrobe import processes
+from wardrobe.errors import WardrobeError, first_line, os_error_line
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Libraries that configure their own logging when imported read these: TensorFlow's C++ notice
@@ -58,20 +62,73 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _save_traceback(name: str) -> str:
+    """Write the current exception's traceback to a file; return where (or why not)."""
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"wardrobe-{name}-", suffix=".traceback")
+        with os.fdopen(fd, "w") as fh:
+            traceback.print_exc(file=fh)
+    except OSError as exc:
+        return f"could not be saved: {exc.strerror}"
+    return f"in {path}"
+
+
+def _exit(code: int) -> NoReturn:
+    """Exit now, without waiting for library threads (TensorFlow's and tf.data's can hold an
+    interrupted process for a minute): the stage's own clean-up has already run."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def run_stage(
     name: str, main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None
 ) -> None:
-    """Run a stage's `main(argv)`; an expected error ends it with one line and exit status 1.
+    """Run a stage's `main(argv)`; every failure ends it with one line on stderr.
 
-    SIGTERM (a cancelled CI job, a stopped DVC run) is handled like Ctrl-C, so MLflow runs
-    end KILLED and temporary outputs are removed."""
+    - An expected error (WardrobeError) prints its message; exit status 1.
+    - Any other exception prints its type and first line and saves the traceback to a file
+      (`WARDROBE_LOG_LEVEL=DEBUG` prints it too); exit status 1. An OSError or a MemoryError
+      also names the fix.
+    - Ctrl-C or SIGTERM (a cancelled CI job, a stopped DVC run) ends MLflow runs KILLED and
+      removes temporary outputs; exit status 130. The stage also gets SIGTERM when the
+      process that started it dies (`processes.die_with_parent`): a killed `dvc repro` does
+      not leave a training running that would publish what dvc.lock never records.
+    """
     signal.signal(signal.SIGTERM, _interrupt)
+    processes.die_with_parent()
     try:
         configure_logging()
         main(argv)
     except WardrobeError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        _exit(1)
     except KeyboardInterrupt:
-        print(f"{name}: interrupted; outputs were left as they were", file=sys.stderr)
-        sys.exit(130)
+        # DVC deletes a stage's outputs before it runs it (DVC_STAGE names the stage it runs).
+        restore = (
+            f"`dvc checkout {os.environ['DVC_STAGE']}` restores the outputs dvc.lock records"
+            if os.environ.get("DVC_STAGE")
+            else "outputs were left as they were"
+        )
+        print(f"{name}: interrupted; nothing was published; {restore}", file=sys.stderr)
+        _exit(130)
+    except OSError as exc:
+        print(f"{name}: error: {os_error_line(exc)}", file=sys.stderr)
+        _exit(1)
+    except MemoryError:
+        print(
+            f"{name}: error: out of memory; lower the batch sizes, evaluate.generated or "
+            "plots.dpi in params.yaml, or free memory, then run the stage again",
+            file=sys.stderr,
+        )
+        _exit(1)
+    except Exception as exc:
+        if logging.getLogger("wardrobe").isEnabledFor(logging.DEBUG):
+            traceback.print_exc()
+        print(
+            f"{name}: error: unexpected {type(exc).__name__}: {first_line(exc)} (traceback "
+            f"{_save_traceback(name)})",
+            file=sys.stderr,
+        )
+        _exit(1)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from wardrobe.errors import DataError
-from wardrobe.fsio import atomic_dir, atomic_file
+from wardrobe.fsio import atomic_dir, atomic_file, sha256_file
 from wardrobe.params import NUM_CLASSES, PreprocessParams
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,12 @@ def load_split(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
             f"and (N,); {fix}"
         )
     return images, labels
+
+
+def split_digests(data_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """{"train.npz": sha256, "test.npz": sha256} of the processed splits in data_dir: what the
+    data checks record, and a training compares, to know the data is the checked data."""
+    return {f"{split}.npz": sha256_file(Path(data_dir) / f"{split}.npz") for split in SPLITS}
 
 
 def load_splits(data_dir: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -6,12 +6,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from wardrobe import processes
+
+log = logging.getLogger(__name__)
 
 
 def _umask() -> int:
@@ -20,12 +26,41 @@ def _umask() -> int:
     return mask
 
 
+def _owner() -> str:
+    """This process, as temporary names beside an output record it: host and pid."""
+    return f"{processes.host()}.{os.getpid()}"
+
+
+def remove_stale(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove what a killed process left beside `path` (its temporary `.name.<host>.<pid>.*.tmp`
+    files and directories, a `.name.<host>.<pid>.old` directory moved aside for a swap): only
+    names of this host whose process is gone. Called before `path` is written again. Returns
+    what was removed."""
+    path = Path(path)
+    pattern = re.compile(
+        rf"\.{re.escape(path.name)}\.{re.escape(processes.host())}\.(\d+)\.(.+\.tmp|old)"
+    )
+    cleaned = []
+    for sibling in path.parent.glob(f".{path.name}.*"):
+        match = pattern.fullmatch(sibling.name)
+        if match is None or processes.alive(int(match.group(1))):
+            continue
+        if sibling.is_dir() and not sibling.is_symlink():
+            shutil.rmtree(sibling, ignore_errors=True)
+        else:
+            sibling.unlink(missing_ok=True)
+        log.info("removed %s, left by a process that no longer runs", sibling)
+        cleaned.append(sibling)
+    return cleaned
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -43,16 +78,20 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     The old directory is moved aside before the new one is renamed in and removed after, so
     at every moment `path` is either the complete old tree or the complete new one (or, for
     an instant between the two renames, absent; a failure there moves the old one back).
+    What a killed process left beside `path` is cleaned first (`remove_stale`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale(path)
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent)
+    )
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it owner-only
         old = None
         if path.exists():
-            old = path.with_name(f".{path.name}.{os.getpid()}.old")
+            old = path.with_name(f".{path.name}.{_owner()}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
         try:

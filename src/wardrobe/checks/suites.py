@@ -8,7 +8,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,9 +126,11 @@ def run_checks(
     out_dir: str | os.PathLike[str],
     *,
     examples: int = 5,
+    record: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Validate every (spec, images, labels) batch; write `summary.json` and the HTML Data Docs
-    to `out_dir` (replaced atomically) and return the summary."""
+    """Validate every (spec, images, labels) batch; write `summary.json` (with `record`'s
+    entries, e.g. what the data was) and the HTML Data Docs to `out_dir` (replaced atomically)
+    and return the summary."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -190,6 +192,7 @@ def run_checks(
                 spec.name: {"count": len(labels), "expected_count": spec.count}
                 for spec, _, labels in batches
             },
+            **(record or {}),
             "expectations": entries,
         }
         write_json(staging / "summary.json", summary)

@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from wardrobe.checks.suites import ImageExpectations, run_checks
-from wardrobe.dataset import IMAGE_SIDE, PAD, PROCESSED_SIDE, SPLITS, load_raw_split, load_split
+from wardrobe.checks.verdict import CHECKED_KEY
+from wardrobe.dataset import (
+    IMAGE_SIDE,
+    PAD,
+    PROCESSED_SIDE,
+    SPLITS,
+    load_raw_split,
+    load_split,
+    split_digests,
+)
 from wardrobe.errors import ChecksFailed
 from wardrobe.params import NUM_CLASSES, ChecksParams, PreprocessParams
 
@@ -41,7 +50,8 @@ def validate(
             count=processed_counts[split], **common,
         )  # fmt: skip
         batches.append((processed_spec, *load_split(Path(processed_dir) / f"{split}.npz")))
-    summary = run_checks(batches, out_dir, examples=checks.examples)
+    digests = {CHECKED_KEY: split_digests(processed_dir)}
+    summary = run_checks(batches, out_dir, examples=checks.examples, record=digests)
     if not summary["success"]:
         raise ChecksFailed(
             f"{summary['failed']} expectation(s) failed: {'; '.join(summary['failures'])}. "

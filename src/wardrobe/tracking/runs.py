@@ -13,9 +13,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from wardrobe import processes
 from wardrobe.tracking.store import check_reachable, store_errors, tracking_uri
 
 log = logging.getLogger(__name__)
+
+PROCESS_TAG = "wardrobe.process"  # <host>:<pid>:<start time> of the process running the run
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -44,19 +47,48 @@ def _git(*args: str) -> str | None:
 
 
 def run_tags(data_sha256: str) -> dict[str, str]:
-    """Git commit and dirtiness of the stage's work tree, the DVC experiment, the data hash."""
+    """Git commit and dirtiness of the stage's work tree, the DVC experiment, the data hash,
+    and the process that runs it (so a run it leaves RUNNING when killed can be ended)."""
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")
     tags = {
         "git_commit": commit or "unknown",
         "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
         "processed_data_sha256": data_sha256,
+        PROCESS_TAG: processes.identity(),
     }
     if commit:
         tags["mlflow.source.git.commit"] = commit
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     return tags
+
+
+def end_abandoned_runs() -> list[str]:
+    """End as FAILED the runs of the active experiment that a process of this host left
+    RUNNING when it was killed (SIGKILL, a power cut): their `wardrobe.process` tag names a
+    process that no longer runs. Returns their ids."""
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    host = processes.host().replace("'", "")
+    with store_errors(uri, "could not list unfinished runs"):
+        running = mlflow.search_runs(
+            filter_string=(
+                f"attributes.status = 'RUNNING' and tags.`{PROCESS_TAG}` LIKE '{host}:%'"
+            ),
+            output_format="list",
+        )
+        ended = []
+        for run in running:
+            if processes.gone(run.data.tags.get(PROCESS_TAG, "")):
+                mlflow.MlflowClient().set_terminated(run.info.run_id, "FAILED")
+                log.warning(
+                    "MLflow run %s (%s) was left RUNNING by a process that no longer runs; "
+                    "ended it as FAILED", run.info.run_id, run.info.run_name,
+                )  # fmt: skip
+                ended.append(run.info.run_id)
+    return ended
 
 
 @contextlib.contextmanager

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import logging
 import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from wardrobe.errors import WardrobeError
+from wardrobe.errors import WardrobeError, first_line, os_error_line
 from wardrobe.fsio import project_root
 
 DEFAULT_EXPERIMENT = "wardrobe"
@@ -26,6 +27,24 @@ REACHABILITY_TIMEOUT_S = 10.0
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+# MLflow logs every database error with its traceback (about 90 lines) before raising it;
+# `store_errors` reports the same error in one line.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+# What a database error's text says, what it means for the store, and what fixes it.
+STORE_CAUSES = (
+    (("file is not a database", "malformed", "not a database"),
+     "is corrupt", "restore it from a backup, or move it aside to start an empty store"),
+    (("readonly database", "read-only file system", "read only"),
+     "is read-only", "make the database file and its directory writable"),
+    (("database or disk is full", "no space left", "disk full"),
+     "is on a full disk", "free disk space"),
+    (("database is locked", "database table is locked"),
+     "is locked by another process", "wait for it to finish, or track parallel runs into a "
+     "tracking server (MLFLOW_TRACKING_URI)"),
+    (("connection refused", "could not connect", "could not translate host name"),
+     "is unreachable", "start the database server or fix MLFLOW_TRACKING_URI"),
+)  # fmt: skip
 
 
 class TrackingError(WardrobeError):
@@ -62,9 +81,20 @@ def check_reachable(uri: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None
         ) from None
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def describe_store_error(uri: str, doing: str, exc: BaseException) -> str:
+    """One line: the store, what it did, the cause (corrupt, read-only, full, locked,
+    unreachable, or the error's own first line) and the fix."""
+    text = str(exc).lower()
+    for needles, cause, fix in STORE_CAUSES:
+        if any(needle in text for needle in needles):
+            return (
+                f"MLflow tracking store {uri} {cause} ({first_line(exc)}); {fix}, then run "
+                "the stage again"
+            )
+    return (
+        f"MLflow tracking store {uri} {doing}: {first_line(exc)}; check the store (a "
+        "tracking server for parallel runs) and run the stage again"
+    )
 
 
 @contextlib.contextmanager
@@ -78,16 +108,9 @@ def store_errors(uri: str, doing: str = "failed") -> Iterator[None]:
     try:
         yield
     except (MlflowException, SQLAlchemyError) as exc:
-        raise TrackingError(
-            f"MLflow tracking store {uri} {doing}: {first_line(exc)}; check the store (a "
-            "tracking server for parallel runs) and run the stage again"
-        ) from None
+        raise TrackingError(describe_store_error(uri, doing, exc)) from None
     except OSError as exc:
-        where = exc.filename or "a run file"
-        raise TrackingError(
-            f"cannot write {where} ({exc.strerror or exc}); make the path writable (in "
-            "Docker, mount the project at the same path as on the host) and run the stage again"
-        ) from None
+        raise TrackingError(os_error_line(exc, "a run file")) from None
 
 
 def configure(experiment: str | None = None) -> str:

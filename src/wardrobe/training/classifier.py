@@ -25,7 +25,7 @@ def train(
 ) -> Trained:
     """Train the classifier on the labels and write out_dir: classifier.keras, history.csv,
     run.json; refuse a model below classifier.min_accuracy on the test split."""
-    require_passed(checks)
+    digests = require_passed(checks, data_dir)
     data = load_splits(data_dir)
     seed_everything(seed, params.deterministic)
     classifier = build_classifier(params.filters, params.features, params.dropout)
@@ -34,7 +34,7 @@ def train(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    with training_session("classifier", params, seed, data, data_dir, out_dir) as session:
+    with training_session("classifier", params, seed, data, digests, out_dir) as session:
         history = session.fit(classifier, target="labels")
         accuracy = float(history["val_accuracy"].iloc[-1])
         if not accuracy >= params.min_accuracy:  # a weak classifier's features would mislead

@@ -2,7 +2,7 @@
 that a training publishes all of models/<name>/ (the .keras files, history.csv, run.json), its
 logged models and the registry alias `candidate`, or none of it.
 
-    with training_session("vae", params, seed, data, data_dir, out_dir) as session:
+    with training_session("vae", params, seed, data, digests, out_dir) as session:
         history = session.fit(vae, target=None)
         session.save(history, {"vae": vae, "encoder": encoder, "decoder": decoder},
                      register=["decoder"])
@@ -28,16 +28,18 @@ import numpy as np
 import pandas as pd
 
 from wardrobe.dataset import SPLITS
-from wardrobe.fsio import atomic_dir, sha256_file, write_json
+from wardrobe.fsio import atomic_dir, write_json
 from wardrobe.params import TrainingParams
+from wardrobe.processes import uninterrupted
 from wardrobe.tracking.models import (
     EpochMetrics,
     LoggedModel,
     log_keras_model,
     promote,
     run_record,
+    unregister,
 )
-from wardrobe.tracking.runs import run_tags, training_run
+from wardrobe.tracking.runs import end_abandoned_runs, run_tags, training_run
 from wardrobe.tracking.store import configure
 from wardrobe.training.loop import Target, fit
 
@@ -55,11 +57,11 @@ class Trained:
     last_epoch: dict[str, float]  # the history's last row
 
 
-def data_fingerprint(paths: Sequence[str | os.PathLike[str]]) -> str:
-    """One SHA-256 over the files' own SHA-256 digests, in the given order."""
+def data_fingerprint(digests: Mapping[str, str]) -> str:
+    """One SHA-256 over the data files' own SHA-256 digests (train, then test)."""
     digest = hashlib.sha256()
-    for path in paths:
-        digest.update(sha256_file(path).encode())
+    for file_digest in digests.values():
+        digest.update(file_digest.encode())
     return digest.hexdigest()
 
 
@@ -69,23 +71,36 @@ def training_session(
     params: TrainingParams,
     seed: int,
     data: Mapping[str, Split],
-    data_dir: str | os.PathLike[str],
+    data_digests: Mapping[str, str],
     out_dir: str | os.PathLike[str],
 ) -> Iterator[TrainingSession]:
-    """A training's MLflow run (named `name`, with `params` logged under `name.` and `seed`)
-    and a staging directory that replaces out_dir when the block ends without an error."""
+    """A training's MLflow run (named `name`, with `params` logged under `name.` and `seed`,
+    tagged with the data's digests) and a staging directory that replaces out_dir when the
+    block ends without an error.
+
+    Publishing is done whole or not at all: before it (the block), any failure or interrupt
+    ends the run FAILED or KILLED and deletes the model versions it registered; the
+    publication itself (run FINISHED, out_dir swapped, alias moved) is not interrupted."""
     uri = configure()
-    tags = run_tags(data_fingerprint([Path(data_dir) / f"{split}.npz" for split in SPLITS]))
+    end_abandoned_runs()
+    tags = run_tags(data_fingerprint(data_digests))
     logged_params = {
         "seed": seed,
         name: params.model_dump(),
         "data": {f"{split}_images": len(data[split][0]) for split in SPLITS},
     }
-    # The run ends (FINISHED, or FAILED and re-raised) before the directory swap.
-    with atomic_dir(out_dir) as staging, training_run(name, logged_params, tags) as run:
-        session = TrainingSession(name, params, seed, data, staging, run, uri)
-        yield session
-    promote(session.logged)  # last: the alias never names a failed training's model
+    session: TrainingSession | None = None
+    with contextlib.ExitStack() as publishing:
+        try:
+            with atomic_dir(out_dir) as staging, training_run(name, logged_params, tags) as run:
+                session = TrainingSession(name, params, seed, data, staging, run, uri)
+                yield session
+                publishing.enter_context(uninterrupted(f"publishing {name}"))
+        except BaseException:
+            if session is not None:
+                unregister(session.logged)
+            raise
+        promote(session.logged)  # last: the alias never names a failed training's model
     log.info("%s: models and run.json written to %s", name, out_dir)
 
 

@@ -1,0 +1,104 @@
+"""This process as other processes see it: who wrote a temporary file or started a run (host,
+pid and start time, so a reused pid is not mistaken for the writer), whether that process still
+runs, and a stage that ends when the process that started it (`dvc`) dies."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+log = logging.getLogger(__name__)
+
+PARENT_POLL_S = 1.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def host() -> str:
+    return socket.gethostname()
+
+
+def start_time(pid: int) -> str | None:
+    """The process' start time in clock ticks after boot (Linux), or None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]  # field 22; the name before ")" may hold spaces
+
+
+def identity() -> str:
+    """`<host>:<pid>:<start time>` of this process."""
+    return f"{host()}:{os.getpid()}:{start_time(os.getpid()) or ''}"
+
+
+def alive(pid: int, started: str | None = None) -> bool:
+    """Whether process `pid` on this host runs (and, given `started`, is the same process)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return not started or start_time(pid) in (None, started)
+
+
+def gone(ident: str) -> bool:
+    """Whether the process an `identity()` names has ended: only answerable on its own host."""
+    parts = ident.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False
+    name, pid, started = parts
+    return name == host() and not alive(int(pid), started or None)
+
+
+def die_with_parent() -> None:
+    """Receive SIGTERM when the parent process dies, so a stage whose `dvc` was killed stops
+    instead of finishing and publishing outputs that dvc.lock will never record. Linux delivers
+    it through prctl(PR_SET_PDEATHSIG); a watcher thread covers other systems, and a parent
+    that died before this was called."""
+    parent = os.getppid()
+    if parent <= 1:  # started by init or a container's entry point: nothing to follow
+        return
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="wardrobe-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def uninterrupted(what: str) -> Iterator[None]:
+    """Finish the block before Ctrl-C or SIGTERM takes effect: a publication (run ended, output
+    swapped in, alias moved) is done whole. A signal that arrives meanwhile is logged, and the
+    stage then ends normally, its work complete (DVC, when alive, records it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[str] = []
+
+    def record(signum: int, frame: object) -> None:
+        received.append(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            log.warning("%s received while %s; finished that first", received[0], what)
