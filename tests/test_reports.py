@@ -212,6 +212,33 @@ def test_an_unreachable_tracking_server_fails_evaluate_before_the_work(trained, 
     assert not (trained / "reports" / "never.json").exists()
 
 
+@pytest.mark.parametrize(
+    "stage, args, outputs",
+    [
+        ("evaluate", ("--metrics", "reports/metrics.json", "--class-shares", "reports/s.json"),
+         ("reports/metrics.json", "reports/s.json")),
+        ("plots", ("--out", "reports/figures"), ("reports/figures",)),
+    ],
+)  # fmt: skip
+def test_a_corrupt_store_fails_before_the_work_and_writes_nothing(
+    trained, tmp_path, stage, args, outputs
+):
+    copy = Path(shutil.copytree(trained, tmp_path / "copy"))
+    for output in outputs:
+        shutil.rmtree(copy / output, ignore_errors=True)
+        (copy / output).unlink(missing_ok=True)
+    with open(copy / "mlflow.db", "r+b") as db:
+        db.write(b"not an SQLite header")
+    uri = f"sqlite:///{copy / 'mlflow.db'}"
+    result = run_script(
+        copy, stage, *EVALUATE_ARGS, *args,
+        env={"MLFLOW_TRACKING_URI": uri, "WARDROBE_LOG_LEVEL": "DEBUG"},
+    )  # fmt: skip
+    assert_one_line_error(result, stage, f"tracking store {uri} is corrupt", "move it aside")
+    assert " INFO ae" not in result.stderr  # nothing was computed
+    assert not any((copy / output).exists() for output in outputs)
+
+
 def test_a_damaged_model_fails_with_one_line_and_keeps_the_old_metrics(trained, tmp_path):
     copy = Path(shutil.copytree(trained, tmp_path / "copy"))
     (copy / "reports" / "metrics.json").write_text('{"old": 1}\n')

@@ -35,7 +35,7 @@ from wardrobe.metrics import (
 from wardrobe.models.classifier import feature_model
 from wardrobe.params import EvaluateParams
 from wardrobe.tracking.runs import flatten, log_to_recorded_run
-from wardrobe.tracking.store import check_reachable, tracking_uri
+from wardrobe.tracking.store import check_store
 from wardrobe.trained import TrainedModel, load_keras, load_trained, predict, read_run_record
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def evaluate(
     the per-class shares of generated images to `class_shares_path`, the rest to
     `metrics_path`. Returns what metrics_path holds; raises EvaluationError on a value
     that is not finite, before anything is logged or written."""
-    check_reachable(tracking_uri())  # fail before the work, not after
+    check_store()  # fail before the work, not after
     images, labels = load_split(Path(data_dir) / "test.npz")
     train_images, _ = load_split(Path(data_dir) / "train.npz")
     models = {name: load_trained(models_dir, name) for name in ("ae", "vae")}

@@ -4,6 +4,7 @@ trained the models. What each figure shows is drawn by `figures`; this module co
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -25,7 +26,7 @@ from wardrobe.figures import (
 from wardrobe.fsio import atomic_dir
 from wardrobe.params import PlotsParams
 from wardrobe.tracking.runs import log_to_recorded_run
-from wardrobe.tracking.store import check_reachable, tracking_uri
+from wardrobe.tracking.store import check_store
 from wardrobe.trained import TrainedModel, load_trained
 
 log = logging.getLogger(__name__)
@@ -39,18 +40,22 @@ def plot(
     out_dir: str | os.PathLike[str],
 ) -> list[Path]:
     """Draw every figure of the AE and the VAE into out_dir/ae and out_dir/vae, each
-    directory logged into its model's run and then replaced in one step; return the paths."""
-    check_reachable(tracking_uri())  # fail before the work, not after
+    directory logged into its model's run; both directories are replaced only once every
+    figure is drawn and logged. Returns the paths."""
+    check_store()  # fail before the work, not after
     images, labels = load_split(Path(data_dir) / "test.npz")
     models = {name: load_trained(models_dir, name) for name in ("ae", "vae")}
-    written = []
-    for name, model in models.items():
-        out = Path(out_dir) / name
-        with atomic_dir(out) as staging:
-            drawn = draw_model_figures(model, images, labels, params, seed, staging)
+    drawn: dict[str, list[Path]] = {}
+    with contextlib.ExitStack() as swaps:  # each directory swaps in when the block ends
+        for name, model in models.items():
+            staging = swaps.enter_context(atomic_dir(Path(out_dir) / name))
+            drawn[name] = draw_model_figures(model, images, labels, params, seed, staging)
             log_to_recorded_run(model.run, artifacts=staging, artifact_path="figures")
-        log.info("%s: %s written to %s", name, ", ".join(p.name for p in drawn), out)
-        written += [out / p.name for p in drawn]
+    written = []
+    for name, paths in drawn.items():
+        out = Path(out_dir) / name
+        log.info("%s: %s written to %s", name, ", ".join(p.name for p in paths), out)
+        written += [out / p.name for p in paths]
     return written
 
 

@@ -19,20 +19,28 @@ log = logging.getLogger(__name__)
 
 PARENT_POLL_S = 1.0
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+SHELLS = {"sh", "dash", "bash", "zsh", "ksh", "fish"}
 
 
 def host() -> str:
     return socket.gethostname()
 
 
-def start_time(pid: int) -> str | None:
-    """The process' start time in clock ticks after boot (Linux), or None where unknown."""
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields from the third on (state, ppid, ...), or None (not Linux, or
+    no such process)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
             stat = fh.read()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[-1].split()[19]  # field 22; the name before ")" may hold spaces
+    return stat.rsplit(")", 1)[-1].split()  # the name before ")" may hold spaces
+
+
+def start_time(pid: int) -> str | None:
+    """The process' start time in clock ticks after boot (Linux), or None where unknown."""
+    fields = _stat(pid)
+    return fields[19] if fields else None  # field 22
 
 
 def identity() -> str:
@@ -48,7 +56,10 @@ def alive(pid: int, started: str | None = None) -> bool:
         return False
     except PermissionError:  # another user's process
         pass
-    return not started or start_time(pid) in (None, started)
+    fields = _stat(pid)
+    if fields and fields[0] == "Z":  # exited, not yet reaped by its parent
+        return False
+    return not started or not fields or fields[19] == started
 
 
 def gone(ident: str) -> bool:
@@ -60,21 +71,40 @@ def gone(ident: str) -> bool:
     return name == host() and not alive(int(pid), started or None)
 
 
-def die_with_parent() -> None:
-    """Receive SIGTERM when the parent process dies, so a stage whose `dvc` was killed stops
-    instead of finishing and publishing outputs that dvc.lock will never record. Linux delivers
-    it through prctl(PR_SET_PDEATHSIG); a watcher thread covers other systems, and a parent
-    that died before this was called."""
+def _followed() -> list[tuple[int, str | None]]:
+    """(pid, start time) of the parent, and of the grandparent when the parent is a shell that
+    only runs this command: DVC runs a stage as `$SHELL -c "<cmd>"`, and dash (Debian's
+    /bin/sh) waits for its command instead of becoming it."""
     parent = os.getppid()
-    if parent <= 1:  # started by init or a container's entry point: nothing to follow
+    followed = [(parent, start_time(parent))]
+    fields = _stat(parent)
+    try:
+        with open(f"/proc/{parent}/comm", encoding="utf-8") as fh:
+            name = fh.read().strip()
+    except OSError:
+        name = ""
+    if fields and name in SHELLS and int(fields[1]) > 1:
+        grandparent = int(fields[1])
+        followed.append((grandparent, start_time(grandparent)))
+    return followed
+
+
+def die_with_parent() -> None:
+    """Receive SIGTERM when the process that started this one dies, so a stage whose `dvc` was
+    killed stops instead of finishing and publishing outputs that dvc.lock will never record.
+    Linux delivers it at once for the parent (prctl(PR_SET_PDEATHSIG)); a watcher thread
+    covers a shell's parent (`_followed`), other systems, and a parent that died before."""
+    if os.getppid() <= 1:  # started by init or a container's entry point: nothing to follow
         return
+    followed = _followed()
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
     def watch() -> None:
-        while os.getppid() == parent:
+        parent = followed[0][0]
+        while os.getppid() == parent and all(alive(pid, t) for pid, t in followed[1:]):
             time.sleep(PARENT_POLL_S)
         os.kill(os.getpid(), signal.SIGTERM)
 

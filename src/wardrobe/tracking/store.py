@@ -113,6 +113,18 @@ def store_errors(uri: str, doing: str = "failed") -> Iterator[None]:
         raise TrackingError(os_error_line(exc, "a run file")) from None
 
 
+def check_store(uri: str | None = None) -> str:
+    """Fail fast, before a stage's work, when the tracking store cannot be used: a server that
+    does not answer, a database that is corrupt, locked or unreachable. Returns its URI."""
+    import mlflow
+
+    uri = uri or tracking_uri()
+    check_reachable(uri)
+    with store_errors(uri, "cannot be read"):
+        mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    return uri
+
+
 def configure(experiment: str | None = None) -> str:
     """Point MLflow at the project's store and experiment; return the tracking URI."""
     import mlflow

@@ -1,0 +1,449 @@
+"""Faults while a stage runs: signals (to the stage, to its parent, SIGKILL), tracking-store
+faults (corrupt, locked, read-only, full), data that is not the checked data, and exceptions
+nobody expected. Each ends with one line and a non-zero exit, publishes nothing (no model
+version, no alias move) and leaves the outputs as they were, or as DVC expects them."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import (
+    QUICK,
+    ROOT,
+    VENV_BIN,
+    assert_one_line_error,
+    client_for,
+    dvc,
+    repo_env,
+    run_script,
+    stage_env,
+    train,
+    write_params,
+    write_verdict,
+)
+from wardrobe import processes
+from wardrobe.dataset import save_split
+from wardrobe.fsio import atomic_dir
+from wardrobe.tracking.models import CANDIDATE_ALIAS
+
+TRAIN_AE = ("--data", "data", "--checks", "checks/summary.json", "--out", "models/ae")
+DECODER = "wardrobe-ae-decoder"
+EXIT_WITHIN_S = 30  # after a signal; a stage that hangs on exit fails here
+
+
+def stage_command(script: str, *args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "pipeline" / f"{script}.py"), *args]
+
+
+class Stage:
+    """A stage script running in the background, its stdout and stderr read into `output`."""
+
+    def __init__(self, command: list[str], cwd: Path, env: dict | None = None) -> None:
+        """`env`: the stage's environment (`stage_env`) updated with these values."""
+        self.process = subprocess.Popen(
+            command, cwd=cwd, env=stage_env(env), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        self.closed = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    @classmethod
+    def following(cls, process: subprocess.Popen) -> Stage:
+        """Read an already started process (stdout piped, stderr into it)."""
+        stage = cls.__new__(cls)
+        stage.process, stage.lines, stage.closed = process, [], threading.Event()
+        threading.Thread(target=stage._read, daemon=True).start()
+        return stage
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+        self.closed.set()  # every process holding the pipe has exited
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout_s: float = 300) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not any(line.startswith(text) for line in self.lines):
+            assert self.process.poll() is None or not self.closed.is_set(), self.output
+            assert time.monotonic() < deadline, f"no {text!r} in:\n{self.output}"
+            time.sleep(0.1)
+
+    def wait_closed(self, timeout_s: float = EXIT_WITHIN_S) -> None:
+        assert self.closed.wait(timeout_s), f"still running after {timeout_s} s:\n{self.output}"
+
+
+def long_training(project: Path) -> None:
+    """params.yaml: an AE training that runs for minutes unless stopped."""
+    write_params(project, project / "params.yaml", ae={"epochs": 1000, "batch_size": 10})
+
+
+def registry(project: Path, name: str) -> tuple[list[str], str | None]:
+    """The registered model's versions, and the version its alias `candidate` names."""
+    client = client_for(project)
+    versions = sorted(str(v.version) for v in client.search_model_versions(f"name='{name}'"))
+    try:
+        alias = str(client.get_model_version_by_alias(name, CANDIDATE_ALIAS).version)
+    except Exception:  # no alias yet
+        alias = None
+    return versions, alias
+
+
+def published(project: Path) -> tuple[dict[str, bytes], list[str], str | None]:
+    """models/ae's files, the decoder's registered versions and the version its alias names."""
+    files = {p.name: p.read_bytes() for p in sorted((project / "models" / "ae").iterdir())}
+    return files, *registry(project, DECODER)
+
+
+def statuses(project: Path) -> list[str]:
+    client = client_for(project)
+    experiment = client.get_experiment_by_name("wardrobe").experiment_id
+    runs = client.search_runs([experiment], order_by=["attributes.start_time DESC"])
+    return [r.info.status for r in runs]
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Temporary files and directories beside the outputs (`fsio.atomic_dir`'s)."""
+    return sorted(p.name for p in directory.glob(".*") if p.name.endswith((".tmp", ".old")))
+
+
+@pytest.mark.parametrize(
+    "sig, dvc_stage, restore",
+    [
+        (signal.SIGINT, None, "outputs were left as they were"),
+        (signal.SIGTERM, None, "outputs were left as they were"),
+        # DVC deletes a stage's outputs before running it: the line says how to get them back
+        (
+            signal.SIGTERM,
+            "train_ae",
+            "`dvc checkout train_ae` restores the outputs dvc.lock records",
+        ),
+    ],
+    ids=["SIGINT", "SIGTERM", "SIGTERM-under-dvc"],
+)
+def test_a_signal_kills_the_run_publishes_nothing_and_exits_promptly(
+    project, sig, dvc_stage, restore
+):
+    train(project, "ae")
+    before = published(project)
+    long_training(project)
+    stage = Stage(stage_command("train_ae", *TRAIN_AE), project, {"DVC_STAGE": dvc_stage or ""})
+    stage.wait_for("Epoch 2/")
+    stage.process.send_signal(sig)
+    stage.wait_closed()
+    assert stage.process.wait() == 130
+    assert stage.lines[-1] == f"train_ae: interrupted; nothing was published; {restore}\n"
+    assert "Traceback" not in stage.output
+    assert published(project) == before
+    assert statuses(project) == ["KILLED", "FINISHED"]
+    assert leftovers(project / "models") == []
+
+
+@pytest.mark.parametrize("shell", [None, "/bin/sh", "/bin/bash"])
+def test_a_stage_stops_when_the_process_that_started_it_dies(project, shell):
+    """What a killed `dvc repro` does to its stage, which it runs through `$SHELL -c` (dash
+    waits for its command, bash becomes it): the stage gets SIGTERM."""
+    train(project, "ae")
+    before = published(project)
+    long_training(project)
+    command = stage_command("train_ae", *TRAIN_AE)
+    if shell:
+        command = [shell, "-c", shlex.join(command)]
+    launcher = f"import subprocess, time\nsubprocess.Popen({command!r})\ntime.sleep(3600)\n"
+    stage = Stage([sys.executable, "-c", launcher], project)
+    stage.wait_for("Epoch 2/")
+    stage.process.kill()  # the parent only; its child keeps the output pipe open
+    stage.wait_closed()
+    assert "train_ae: interrupted; nothing was published" in stage.lines[-1]
+    assert published(project) == before
+    assert statuses(project) == ["KILLED", "FINISHED"]
+
+
+def test_a_killed_trainings_run_and_staging_directory_are_cleaned_by_the_next(project):
+    long_training(project)
+    stage = Stage(stage_command("train_ae", *TRAIN_AE), project)
+    stage.wait_for("Epoch 2/")
+    stage.process.kill()  # SIGKILL: no handler runs
+    stage.wait_closed()
+    assert statuses(project) == ["RUNNING"]
+    [staging] = leftovers(project / "models")
+    assert staging.startswith(f".ae.{processes.host()}.{stage.process.pid}.")
+
+    write_params(project, project / "params.yaml", ae=QUICK)
+    train(project, "ae")
+    assert statuses(project) == ["FINISHED", "FAILED"]
+    assert leftovers(project / "models") == []
+
+
+def test_a_failure_after_registering_deletes_the_new_versions(project, monkeypatch):
+    from wardrobe.training.session import TrainingSession
+
+    save = TrainingSession.save
+
+    def save_then_interrupt(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        assert self.logged[-1].version == "1"  # registered
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TrainingSession, "save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(project, "ae")
+    assert not client_for(project).search_model_versions(f"name='{DECODER}'")
+    assert statuses(project) == ["KILLED"]
+    assert list((project / "models").iterdir()) == []
+
+
+def test_an_interrupt_while_publishing_waits_until_it_is_published(project, monkeypatch, caplog):
+    import wardrobe.training.session as session
+
+    promote = session.promote
+
+    def interrupted_promote(models):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # the handler has run by now
+        promote(models)
+
+    monkeypatch.setattr(session, "promote", interrupted_promote)
+    train(project, "ae")  # no KeyboardInterrupt
+    files, versions, alias = published(project)
+    assert "decoder.keras" in files and versions == ["1"] and alias == "1"
+    assert statuses(project) == ["FINISHED"]
+    assert "SIGINT received while publishing ae; finished that first" in caplog.text
+
+
+def test_stale_staging_of_dead_processes_only_is_removed(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = processes.host()
+    names = {
+        "dead": f".out.{host}.{dead.pid}.x1y2z3.tmp",
+        "dead_old": f".out.{host}.{dead.pid}.old",
+        "alive": f".out.{host}.{os.getpid()}.a1b2c3.tmp",
+        "other_host": f".out.elsewhere.{dead.pid}.q1w2e3.tmp",
+        "other_output": f".output.{host}.{dead.pid}.r1t2y3.tmp",
+    }
+    for name in names.values():
+        (tmp_path / name).mkdir()
+    with atomic_dir(tmp_path / "out") as staging:
+        (staging / "file").write_text("new")
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {"out", names["alive"], names["other_host"], names["other_output"]}
+
+
+def test_process_identity_tells_a_reused_pid_apart():
+    me = processes.identity()
+    assert not processes.gone(me)
+    host, pid, started = me.rsplit(":", 2)
+    assert processes.gone(f"{host}:{pid}:{int(started) + 1}")  # same pid, another process
+    assert not processes.gone(f"another-host:{pid}:{started}")  # cannot tell: left alone
+    assert not processes.gone("not an identity")
+
+
+@pytest.mark.slow
+def test_sigterm_to_dvc_repro_stops_the_training_and_dvc_checkout_restores(retrained, tmp_path):
+    """A cancelled CI job: SIGTERM to the `dvc` process only, during a training that DVC runs
+    through /bin/sh. The stage stops, publishes nothing, and `dvc checkout` restores what
+    dvc.lock records, without --force."""
+    repo = Path(shutil.copytree(retrained[0], tmp_path / "repo", symlinks=True))
+    before = registry(repo, "wardrobe-vae-decoder")
+    write_params(repo, repo / "params.yaml", vae={"epochs": 1000})
+    dvc_run = subprocess.Popen(
+        [str(VENV_BIN / "dvc"), "repro", "train_vae"], cwd=repo,
+        env=repo_env(repo, {"SHELL": "/bin/sh"}),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    stage = Stage.following(dvc_run)
+    stage.wait_for("Epoch 2/")
+    dvc_run.terminate()
+    stage.wait_closed()
+    assert dvc_run.wait() != 0
+    assert stage.lines[-1] == (
+        "train_vae: interrupted; nothing was published; `dvc checkout train_vae` restores the "
+        "outputs dvc.lock records\n"
+    ), stage.output
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and running_in(pid, repo)]
+    client = client_for(repo)
+    [last] = client.search_runs(
+        [client.get_experiment_by_name("wardrobe").experiment_id],
+        "attributes.run_name = 'vae'", order_by=["attributes.start_time DESC"], max_results=1,
+    )  # fmt: skip
+    assert last.info.status == "KILLED"
+    assert registry(repo, "wardrobe-vae-decoder") == before
+    assert leftovers(repo / "models") == []
+
+    subprocess.run(["git", "checkout", "params.yaml"], cwd=repo, check=True)
+    restored = dvc(repo, "checkout", "train_vae")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    status = dvc(repo, "status")
+    assert "Data and pipelines are up to date." in status.stdout, status.stdout
+
+
+def running_in(pid: str, repo: Path) -> bool:
+    """Whether process `pid` runs a pipeline script of `repo`."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return False
+    return "pipeline/" in cmdline and cwd.startswith(str(repo))
+
+
+# The tracking store's faults. The stage runs in a new process: MLflow caches its database
+# engines per URI.
+
+
+@pytest.fixture
+def mount(tmp_path) -> Iterator[callable]:
+    """mount(size, read_only=False): a tmpfs of `size` at a new directory (root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("a full or read-only store needs a tmpfs mount, which needs root")
+    mounted: list[Path] = []
+
+    def make(size: str, read_only: bool = False) -> Path:
+        point = tmp_path / f"mnt{len(mounted)}"
+        point.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", point], check=True)
+        mounted.append(point)
+        return point
+
+    yield make
+    for point in mounted:
+        subprocess.run(["umount", "-l", point], check=False)
+
+
+def new_store(path: Path) -> str:
+    """An MLflow store at path, its schema created (by another process)."""
+    uri = f"sqlite:///{path}"
+    code = "import mlflow, sys; mlflow.MlflowClient(sys.argv[1]).search_experiments()"
+    subprocess.run([sys.executable, "-c", code, uri], check=True, env=stage_env())
+    return uri
+
+
+def assert_store_fault(project: Path, uri: str, cause: str, fix: str) -> None:
+    result = run_script(project, "train_ae", *TRAIN_AE, env={"MLFLOW_TRACKING_URI": uri})
+    line = assert_one_line_error(result, "train_ae", f"tracking store {uri} {cause}", fix)
+    assert "mlflow.store" not in result.stderr and len(result.stderr.splitlines()) < 8, line
+    assert not (project / "models").exists() or leftovers(project / "models") == []
+    assert not (project / "models" / "ae").exists()
+
+
+def test_a_corrupt_store_is_named_with_the_fix(project):
+    (project / "broken.db").write_bytes(b"this is not an SQLite database" * 100)
+    uri = f"sqlite:///{project / 'broken.db'}"
+    assert_store_fault(project, uri, "is corrupt (file is not a database)", "move it aside")
+
+
+def test_a_locked_store_is_named_with_the_fix(project):
+    uri = new_store(project / "locked.db")
+    holder = sqlite3.connect(project / "locked.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        assert_store_fault(project, uri, "is locked by another process", "tracking server")
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+@pytest.mark.parametrize(
+    "fault, cause, fix",
+    [
+        ("read-only", "is read-only", "make the database file and its directory writable"),
+        ("full", "is on a full disk", "free disk space"),
+    ],
+)
+def test_a_read_only_or_full_store_is_named_with_the_fix(project, mount, fault, cause, fix):
+    where = mount("2m")
+    uri = new_store(where / "mlflow.db")
+    if fault == "read-only":
+        subprocess.run(["mount", "-o", "remount,ro", where], check=True)
+    else:
+        with open(where / "filler", "wb") as fh, pytest.raises(OSError):
+            fh.write(b"\0" * 4_000_000)
+    assert_store_fault(project, uri, cause, fix)
+
+
+# Data the checks did not pass, and exceptions nobody expected.
+
+
+def test_training_refuses_data_changed_after_the_checks(project):
+    images = np.load(project / "data" / "train.npz")["images"] * 255  # unscaled pixels
+    save_split(project / "data" / "train.npz", images, np.arange(200, dtype=np.uint8) % 10)
+    result = run_script(project, "train_ae", *TRAIN_AE)
+    assert_one_line_error(
+        result,
+        "train_ae",
+        "data/train.npz is not the data the checks passed",
+        "dvc repro validate",
+    )
+    assert not (project / "models").exists() and not (project / "mlflow.db").exists()
+
+
+def test_an_unexpected_exception_is_one_line_with_its_traceback_saved(project):
+    """28x28 images (checked by a verdict written for them) reach Keras, which refuses them."""
+    for split, n in (("train", 200), ("test", 100)):
+        images = np.zeros((n, 28, 28, 1), np.float32)
+        save_split(project / "data" / f"{split}.npz", images, np.arange(n, dtype=np.uint8) % 10)
+    write_verdict(project / "checks" / "summary.json", project / "data")
+    result = run_script(project, "train_ae", *TRAIN_AE)
+    line = assert_one_line_error(result, "train_ae", "unexpected ValueError: ", "(traceback in ")
+    saved = Path(line.rsplit("(traceback in ", 1)[1].rstrip(")"))
+    assert "Traceback (most recent call last)" in saved.read_text()
+    saved.unlink()
+    assert statuses(project) == ["FAILED"]
+    assert not (project / "models" / "ae").exists()
+
+
+@pytest.mark.parametrize(
+    "raised, needles",
+    [
+        ("MemoryError()", ("out of memory", "lower the batch sizes")),
+        ("OSError(28, 'No space left on device', 'models/x')",
+         ("cannot use models/x (No space left on device); free disk space",)),
+        ("OSError(13, 'Permission denied', 'data')",
+         ("cannot use data (Permission denied); make the path writable",)),
+        ("RuntimeError('boom\\nsecond line')", ("unexpected RuntimeError: boom (traceback",)),
+    ],
+    ids=["MemoryError", "disk-full", "permission", "RuntimeError"],
+)  # fmt: skip
+def test_the_stage_runner_gives_one_line_for_any_exception(tmp_path, raised, needles):
+    code = (
+        "from wardrobe.cli import run_stage\n"
+        f"def main(argv):\n    raise {raised}\n"
+        "run_stage('stage', main)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+        env=stage_env(), timeout=60,
+    )  # fmt: skip
+    assert_one_line_error(result, "stage", *needles)
+
+
+def test_an_output_path_that_cannot_be_made_is_one_line(project):
+    (project / "blocked").write_text("a file where a directory should be")
+    args = (*TRAIN_AE[:-1], "blocked/ae")
+    result = run_script(project, "train_ae", *args)
+    assert_one_line_error(result, "train_ae", "cannot use ", "blocked")
+    assert (project / "blocked").read_text() == "a file where a directory should be"
+
+
+def test_a_read_only_output_directory_is_one_line(project, mount):
+    where = mount("1m")
+    subprocess.run(["mount", "-o", "remount,ro", where], check=True)
+    result = run_script(project, "train_ae", *TRAIN_AE[:-1], str(where / "ae"))
+    assert_one_line_error(result, "train_ae", f"cannot use {where}", "make the path writable")
