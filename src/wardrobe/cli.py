@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -21,6 +22,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # of CPU features and MLflow's run links are INFO, so show their warnings only.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+# A stage DVC runs (DVC_STAGE names it) ends with its `dvc`: armed on import, before the
+# seconds that TensorFlow and MLflow take to import. A stage run by hand (e.g. under nohup)
+# outlives its shell.
+if os.environ.get("DVC_STAGE"):
+    processes.die_with_parent()
 
 
 def parse_args(
@@ -59,6 +65,10 @@ def configure_logging() -> None:
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    """The first Ctrl-C or SIGTERM interrupts the stage; the ones after it (a signal to the
+    whole process group, the parent's death signal) do not cut its clean-up short."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
@@ -76,9 +86,10 @@ def _save_traceback(name: str) -> str:
 def _exit(code: int) -> NoReturn:
     """Exit now, without waiting for library threads (TensorFlow's and tf.data's can hold an
     interrupted process for a minute): the stage's own clean-up has already run."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    with contextlib.suppress(Exception):  # e.g. a reader that went away
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
     os._exit(code)
 
 
@@ -92,12 +103,12 @@ def run_stage(
       (`WARDROBE_LOG_LEVEL=DEBUG` prints it too); exit status 1. An OSError or a MemoryError
       also names the fix.
     - Ctrl-C or SIGTERM (a cancelled CI job, a stopped DVC run) ends MLflow runs KILLED and
-      removes temporary outputs; exit status 130. The stage also gets SIGTERM when the
-      process that started it dies (`processes.die_with_parent`): a killed `dvc repro` does
-      not leave a training running that would publish what dvc.lock never records.
+      removes temporary outputs; exit status 130. Under DVC the stage also gets SIGTERM when
+      its `dvc` dies (`processes.die_with_parent`): a killed `dvc repro` does not leave a
+      training running that would publish what dvc.lock never records.
     """
-    signal.signal(signal.SIGTERM, _interrupt)
-    processes.die_with_parent()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     try:
         configure_logging()
         main(argv)
@@ -107,11 +118,12 @@ def run_stage(
     except KeyboardInterrupt:
         # DVC deletes a stage's outputs before it runs it (DVC_STAGE names the stage it runs).
         restore = (
-            f"`dvc checkout {os.environ['DVC_STAGE']}` restores the outputs dvc.lock records"
+            f"its outputs were not written; `dvc checkout {os.environ['DVC_STAGE']}` restores "
+            "the ones dvc.lock records"
             if os.environ.get("DVC_STAGE")
-            else "outputs were left as they were"
+            else "its outputs were left as they were"
         )
-        print(f"{name}: interrupted; nothing was published; {restore}", file=sys.stderr)
+        print(f"{name}: interrupted; {restore}", file=sys.stderr)
         _exit(130)
     except OSError as exc:
         print(f"{name}: error: {os_error_line(exc)}", file=sys.stderr)

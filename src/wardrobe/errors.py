@@ -35,7 +35,7 @@ def first_line(exc: BaseException) -> str:
 def os_error_line(exc: OSError, what: str = "a file") -> str:
     """An OSError as one line: the path, the cause, and the fix for the usual causes."""
     where = exc.filename or what
-    cause = exc.strerror or str(exc) or type(exc).__name__
+    cause = exc.strerror or first_line(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         fix = "free disk space"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

@@ -27,29 +27,35 @@ def _umask() -> int:
 
 
 def _owner() -> str:
-    """This process, as temporary names beside an output record it: host and pid."""
-    return f"{processes.host()}.{os.getpid()}"
+    """This process, as temporary names beside an output record it: `<host>+<pid>`."""
+    return f"{processes.host()}+{os.getpid()}"
 
 
 def remove_stale(path: str | os.PathLike[str]) -> list[Path]:
-    """Remove what a killed process left beside `path` (its temporary `.name.<host>.<pid>.*.tmp`
-    files and directories, a `.name.<host>.<pid>.old` directory moved aside for a swap): only
-    names of this host whose process is gone. Called before `path` is written again. Returns
-    what was removed."""
+    """Clean what a killed process left beside `path`: its temporary files and directories
+    (`.name.<host>+<pid>.*.tmp`) are removed; the previous output it had moved aside for a swap
+    (`.name.<host>+<pid>.old`) is moved back when `path` is missing, else removed. Only names
+    of this host whose process is gone are touched. Called before `path` is written again.
+    Returns what was cleaned."""
     path = Path(path)
     pattern = re.compile(
-        rf"\.{re.escape(path.name)}\.{re.escape(processes.host())}\.(\d+)\.(.+\.tmp|old)"
+        rf"\.{re.escape(path.name)}\.{re.escape(processes.host())}\+(\d+)\.(.+\.tmp|old)"
     )
     cleaned = []
     for sibling in path.parent.glob(f".{path.name}.*"):
         match = pattern.fullmatch(sibling.name)
         if match is None or processes.alive(int(match.group(1))):
             continue
-        if sibling.is_dir() and not sibling.is_symlink():
+        if match.group(2) == "old" and not path.exists():  # killed between the two renames
+            os.replace(sibling, path)
+            done = f"moved back to {path}"
+        elif sibling.is_dir() and not sibling.is_symlink():
             shutil.rmtree(sibling, ignore_errors=True)
+            done = "removed"
         else:
             sibling.unlink(missing_ok=True)
-        log.info("removed %s, left by a process that no longer runs", sibling)
+            done = "removed"
+        log.info("%s %s: left by a process that no longer runs", sibling, done)
         cleaned.append(sibling)
     return cleaned
 

@@ -25,6 +25,7 @@ from wardrobe.figures import (
 )
 from wardrobe.fsio import atomic_dir
 from wardrobe.params import PlotsParams
+from wardrobe.processes import uninterrupted
 from wardrobe.tracking.runs import log_to_recorded_run
 from wardrobe.tracking.store import check_store
 from wardrobe.trained import TrainedModel, load_trained
@@ -46,11 +47,12 @@ def plot(
     images, labels = load_split(Path(data_dir) / "test.npz")
     models = {name: load_trained(models_dir, name) for name in ("ae", "vae")}
     drawn: dict[str, list[Path]] = {}
-    with contextlib.ExitStack() as swaps:  # each directory swaps in when the block ends
-        for name, model in models.items():
+    with contextlib.ExitStack() as writing, contextlib.ExitStack() as swaps:
+        for name, model in models.items():  # each directory swaps in when `swaps` ends
             staging = swaps.enter_context(atomic_dir(Path(out_dir) / name))
             drawn[name] = draw_model_figures(model, images, labels, params, seed, staging)
             log_to_recorded_run(model.run, artifacts=staging, artifact_path="figures")
+        writing.enter_context(uninterrupted("writing the figures"))  # both swaps, whole
     written = []
     for name, paths in drawn.items():
         out = Path(out_dir) / name

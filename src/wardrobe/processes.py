@@ -1,6 +1,7 @@
-"""This process as other processes see it: who wrote a temporary file or started a run (host,
-pid and start time, so a reused pid is not mistaken for the writer), whether that process still
-runs, and a stage that ends when the process that started it (`dvc`) dies."""
+"""This process as other processes see it: who wrote a temporary file or started a run (host
+and PID namespace, pid, start time: a reused pid is not mistaken for the writer), whether
+that process still runs, a stage that ends when the `dvc` that started it dies, and a block
+that signals do not cut short."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,10 +20,17 @@ log = logging.getLogger(__name__)
 PARENT_POLL_S = 1.0
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 SHELLS = {"sh", "dash", "bash", "zsh", "ksh", "fish"}
+_armed = False
 
 
 def host() -> str:
-    return socket.gethostname()
+    """This machine and PID namespace, as `<hostname>+<namespace>`: containers that share a
+    hostname but not their pids are told apart, and `+` cannot occur in a hostname."""
+    try:
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        namespace = "0"
+    return f"{socket.gethostname()}+{namespace}"
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -92,19 +99,29 @@ def _followed() -> list[tuple[int, str | None]]:
 def die_with_parent() -> None:
     """Receive SIGTERM when the process that started this one dies, so a stage whose `dvc` was
     killed stops instead of finishing and publishing outputs that dvc.lock will never record.
-    Linux delivers it at once for the parent (prctl(PR_SET_PDEATHSIG)); a watcher thread
-    covers a shell's parent (`_followed`), other systems, and a parent that died before."""
-    if os.getppid() <= 1:  # started by init or a container's entry point: nothing to follow
+    Linux delivers it at once when the parent dies (prctl(PR_SET_PDEATHSIG)); a watcher thread
+    follows a shell's parent (`_followed`), and the parent where prctl is missing. Call it as
+    early as possible: `wardrobe.cli` does, on import, for the stages DVC runs."""
+    global _armed
+    if _armed or os.getppid() <= 1:  # already, or started by init: nothing to follow
         return
+    _armed = True
     followed = _followed()
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    watched = followed[1:]
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl failed")
+    except (OSError, AttributeError):  # not Linux
+        watched = followed
+    if os.getppid() != followed[0][0]:  # died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+    if not watched:
+        return
 
     def watch() -> None:
         parent = followed[0][0]
-        while os.getppid() == parent and all(alive(pid, t) for pid, t in followed[1:]):
+        while os.getppid() == parent and all(alive(pid, t) for pid, t in watched):
             time.sleep(PARENT_POLL_S)
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -113,9 +130,10 @@ def die_with_parent() -> None:
 
 @contextlib.contextmanager
 def uninterrupted(what: str) -> Iterator[None]:
-    """Finish the block before Ctrl-C or SIGTERM takes effect: a publication (run ended, output
-    swapped in, alias moved) is done whole. A signal that arrives meanwhile is logged, and the
-    stage then ends normally, its work complete (DVC, when alive, records it)."""
+    """Run the block to its end whatever Ctrl-C or SIGTERM arrives: a publication (run ended,
+    output swapped in, alias moved) is done whole. A signal that arrives meanwhile is noted in
+    the log and otherwise dropped: the stage then ends normally, its work complete, and DVC,
+    when alive, records it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

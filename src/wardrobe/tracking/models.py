@@ -10,7 +10,6 @@ from typing import Any
 
 import keras
 
-from wardrobe.errors import first_line
 from wardrobe.tracking.store import store_errors
 
 log = logging.getLogger(__name__)
@@ -108,24 +107,6 @@ def promote(models: list[LoggedModel]) -> None:
                 client.set_registered_model_alias(
                     model.registered_name, CANDIDATE_ALIAS, model.version
                 )
-
-
-def unregister(models: list[LoggedModel]) -> None:
-    """Delete the registered versions a training created, when it fails or is interrupted
-    before it is published; a store that refuses is logged, not raised (the training's own
-    error is the one to report)."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    for model in models:
-        if model.registered_name and model.version:
-            try:
-                client.delete_model_version(model.registered_name, model.version)
-            except Exception as exc:
-                log.warning(
-                    "could not delete %s version %s of the unpublished training: %s",
-                    model.registered_name, model.version, first_line(exc),
-                )  # fmt: skip
 
 
 def run_record(run: Any, uri: str, models: list[LoggedModel]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from wardrobe import processes
+from wardrobe.errors import first_line
 from wardrobe.tracking.store import check_reachable, store_errors, tracking_uri
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,27 @@ def run_tags(data_sha256: str) -> dict[str, str]:
     return tags
 
 
+def delete_run_versions(run_id: str) -> None:
+    """Delete the registered model versions of a run that did not publish its models (failed,
+    interrupted, killed). A store that refuses is logged, not raised: the run's own error is
+    the one to report."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    try:
+        for version in client.search_model_versions(f"run_id = '{run_id}'"):
+            client.delete_model_version(version.name, version.version)
+            log.info("deleted %s version %s of unpublished run %s", version.name,
+                     version.version, run_id)  # fmt: skip
+    except Exception as exc:
+        log.warning("could not delete the model versions of run %s: %s", run_id, first_line(exc))
+
+
 def end_abandoned_runs() -> list[str]:
     """End as FAILED the runs of the active experiment that a process of this host left
-    RUNNING when it was killed (SIGKILL, a power cut): their `wardrobe.process` tag names a
-    process that no longer runs. Returns their ids."""
+    RUNNING when it was killed (SIGKILL, a power cut), and delete the model versions they
+    registered: their `wardrobe.process` tag names a process that no longer runs. Returns
+    their ids."""
     import mlflow
 
     uri = mlflow.get_tracking_uri()
@@ -83,6 +101,7 @@ def end_abandoned_runs() -> list[str]:
         for run in running:
             if processes.gone(run.data.tags.get(PROCESS_TAG, "")):
                 mlflow.MlflowClient().set_terminated(run.info.run_id, "FAILED")
+                delete_run_versions(run.info.run_id)
                 log.warning(
                     "MLflow run %s (%s) was left RUNNING by a process that no longer runs; "
                     "ended it as FAILED", run.info.run_id, run.info.run_name,

@@ -33,17 +33,18 @@ logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 # What a database error's text says, what it means for the store, and what fixes it.
 STORE_CAUSES = (
-    (("file is not a database", "malformed", "not a database"),
+    (("file is not a database", "database disk image is malformed"),
      "is corrupt", "restore it from a backup, or move it aside to start an empty store"),
-    (("readonly database", "read-only file system", "read only"),
+    (("attempt to write a readonly database", "read-only file system"),
      "is read-only", "make the database file and its directory writable"),
-    (("database or disk is full", "no space left", "disk full"),
+    (("database or disk is full", "no space left on device"),
      "is on a full disk", "free disk space"),
     (("database is locked", "database table is locked"),
      "is locked by another process", "wait for it to finish, or track parallel runs into a "
      "tracking server (MLFLOW_TRACKING_URI)"),
-    (("connection refused", "could not connect", "could not translate host name"),
-     "is unreachable", "start the database server or fix MLFLOW_TRACKING_URI"),
+    (("connection refused", "could not connect to server", "failed to establish a new connection",
+      "could not translate host name"),
+     "is unreachable", "start it or fix MLFLOW_TRACKING_URI"),
 )  # fmt: skip
 
 
@@ -110,6 +111,8 @@ def store_errors(uri: str, doing: str = "failed") -> Iterator[None]:
     except (MlflowException, SQLAlchemyError) as exc:
         raise TrackingError(describe_store_error(uri, doing, exc)) from None
     except OSError as exc:
+        if exc.filename is None and exc.errno is None:  # a network error of the HTTP client
+            raise TrackingError(describe_store_error(uri, doing, exc)) from None
         raise TrackingError(os_error_line(exc, "a run file")) from None
 
 

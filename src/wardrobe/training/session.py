@@ -37,9 +37,13 @@ from wardrobe.tracking.models import (
     log_keras_model,
     promote,
     run_record,
-    unregister,
 )
-from wardrobe.tracking.runs import end_abandoned_runs, run_tags, training_run
+from wardrobe.tracking.runs import (
+    delete_run_versions,
+    end_abandoned_runs,
+    run_tags,
+    training_run,
+)
 from wardrobe.tracking.store import configure
 from wardrobe.training.loop import Target, fit
 
@@ -81,6 +85,8 @@ def training_session(
     Publishing is done whole or not at all: before it (the block), any failure or interrupt
     ends the run FAILED or KILLED and deletes the model versions it registered; the
     publication itself (run FINISHED, out_dir swapped, alias moved) is not interrupted."""
+    import mlflow
+
     uri = configure()
     end_abandoned_runs()
     tags = run_tags(data_fingerprint(data_digests))
@@ -90,15 +96,21 @@ def training_session(
         "data": {f"{split}_images": len(data[split][0]) for split in SPLITS},
     }
     session: TrainingSession | None = None
+    run_ended = False
     with contextlib.ExitStack() as publishing:
         try:
-            with atomic_dir(out_dir) as staging, training_run(name, logged_params, tags) as run:
-                session = TrainingSession(name, params, seed, data, staging, run, uri)
-                yield session
-                publishing.enter_context(uninterrupted(f"publishing {name}"))
+            with atomic_dir(out_dir) as staging:
+                with training_run(name, logged_params, tags) as run:
+                    session = TrainingSession(name, params, seed, data, staging, run, uri)
+                    yield session
+                    publishing.enter_context(uninterrupted(f"publishing {name}"))
+                run_ended = True  # FINISHED; the directory swap comes next
         except BaseException:
             if session is not None:
-                unregister(session.logged)
+                delete_run_versions(session.run.info.run_id)
+                if run_ended:  # the swap failed: the run published nothing after all
+                    with contextlib.suppress(Exception):
+                        mlflow.MlflowClient().set_terminated(session.run.info.run_id, "FAILED")
             raise
         promote(session.logged)  # last: the alias never names a failed training's model
     log.info("%s: models and run.json written to %s", name, out_dir)
