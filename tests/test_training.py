@@ -17,6 +17,7 @@ from conftest import (
     assert_one_line_error,
     client_for,
     run_script,
+    stage_env,
     train,
     write_params,
     write_verdict,
@@ -271,7 +272,7 @@ def test_tracking_server_that_is_not_mlflow_fails_with_one_line(project, http_mi
         project, "train_ae", *TRAIN_ARGS, "--out", "models/ae",
         env={"MLFLOW_TRACKING_URI": http_mirror.url.rstrip("/")},
     )  # fmt: skip
-    assert_one_line_error(result, "train_ae", "refused the experiment 'wardrobe'")
+    assert_one_line_error(result, "train_ae", "cannot be read: API request")
 
 
 def test_malformed_tracking_uri():
@@ -279,6 +280,22 @@ def test_malformed_tracking_uri():
 
     with pytest.raises(TrackingError, match="http://localhost:50OO is unreachable"):
         check_reachable("http://localhost:50OO", timeout_s=1)
+
+
+def test_parallel_stages_on_a_new_sqlite_store_create_its_schema_once(tmp_path):
+    """`dvc queue start -j 2` on a fresh clone: stages open a store that does not exist yet at
+    the same moment. Without the schema lock, 3 of 4 fail with "table ... already exists"."""
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    code = "from wardrobe.tracking.store import configure; print(configure())"
+    command = [sys.executable, "-c", code]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    starts = [subprocess.Popen(command, cwd=tmp_path, env=stage_env(), **pipes) for _ in range(4)]
+    for process in starts:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        assert out.strip() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiments = client_for(tmp_path).search_experiments()
+    assert sorted(e.name for e in experiments) == ["Default", "wardrobe"]
 
 
 def test_project_root_outside_dvc_temporary_copies(tmp_path):

@@ -9,6 +9,7 @@ under `.dvc/tmp/exps/`, so runs of `dvc exp run --temp` and `dvc queue` land in 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.client
 import logging
 import os
@@ -103,12 +104,13 @@ def store_errors(uri: str, doing: str = "failed") -> Iterator[None]:
     """Turn what the store raises inside the block (an MLflow error, a database error, a run
     file that cannot be written) into one TrackingError line naming the store and the fix.
     `doing` completes "MLflow tracking store <uri> ...", e.g. "refused the experiment 'x'"."""
+    from alembic.util.exc import CommandError
     from mlflow.exceptions import MlflowException
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
         yield
-    except (MlflowException, SQLAlchemyError) as exc:
+    except (MlflowException, SQLAlchemyError, CommandError) as exc:  # CommandError: migration
         raise TrackingError(describe_store_error(uri, doing, exc)) from None
     except OSError as exc:
         if exc.filename is None and exc.errno is None:  # a network error of the HTTP client
@@ -118,14 +120,34 @@ def store_errors(uri: str, doing: str = "failed") -> Iterator[None]:
 
 def check_store(uri: str | None = None) -> str:
     """Fail fast, before a stage's work, when the tracking store cannot be used: a server that
-    does not answer, a database that is corrupt, locked or unreachable. Returns its URI."""
+    does not answer, a database that is corrupt, locked or unreachable. An SQLite store's
+    schema is created (or upgraded) here, under a lock on the file: MLflow creates it without
+    one, and stages that start at once on a new file (`dvc queue start -j 2`) fail with
+    "table ... already exists". Returns the URI."""
     import mlflow
 
     uri = uri or tracking_uri()
     check_reachable(uri)
-    with store_errors(uri, "cannot be read"):
+    with store_errors(uri, "cannot be read"), _sqlite_file_lock(uri):
         mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     return uri
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive flock on an SQLite store's file (SQLite's own locks are fcntl locks,
+    which flock does not touch); other URIs, and files that cannot be opened, pass through."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    try:
+        handle = open(uri.removeprefix("sqlite:///"), "ab")  # noqa: SIM115 - held below
+    except OSError:  # e.g. read-only: MLflow's own error names the cause
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def configure(experiment: str | None = None) -> str:
@@ -134,8 +156,7 @@ def configure(experiment: str | None = None) -> str:
     from mlflow.exceptions import MlflowException
 
     root = project_root()
-    uri = tracking_uri(root)
-    check_reachable(uri)
+    uri = check_store(tracking_uri(root))
     mlflow.set_tracking_uri(uri)
     name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
     # The project's own store keeps artifacts beside it; any other store decides for itself.
