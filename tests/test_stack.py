@@ -1,0 +1,236 @@
+"""The team stack (`make stack`, tools/stack.sh): PostgreSQL 15, SeaweedFS' S3 store and the
+MLflow server, started for real on 127.0.0.1 in a project copy, on ports of their own."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, VENV_BIN, commit, dvc, project_repo, repo_env
+
+pytestmark = pytest.mark.slow
+
+PORT_NAMES = (
+    "PG", "S3", "MLFLOW", "WEED_MASTER", "WEED_VOLUME", "WEED_FILER", "WEED_WEBDAV",
+    "WEED_ADMIN", "WEED_ICEBERG", "WEED_LANCE",
+)  # fmt: skip
+
+
+def free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def stack_ports() -> dict[str, str]:
+    """STACK_*_PORT variables: free ports whose gRPC twins (+10000, SeaweedFS') are free too."""
+    ports: dict[str, str] = {}
+    while len(ports) < len(PORT_NAMES):
+        port = random.randrange(20000, 30000)
+        if free(port) and free(port + 10000) and str(port) not in ports.values():
+            ports[f"STACK_{PORT_NAMES[len(ports)]}_PORT"] = str(port)
+    return ports
+
+
+class Stack:
+    """tools/stack.sh of a project copy, its state in `state`, on ports of its own."""
+
+    def __init__(self, repo: Path, state: Path, **extra: str) -> None:
+        self.repo, self.state = repo, state
+        settings = {"STACK_DIR": str(state), "VENV": str(VENV_BIN.parent), **extra}
+        self.env = repo_env(repo, {**stack_ports(), **settings})
+
+    def run(self, action: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", "tools/stack.sh", action], cwd=self.repo, env={**self.env, **extra},
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """The variables `.stack/env` exports."""
+        lines = (self.state / "env").read_text().splitlines()
+        exports = [line.removeprefix("export ") for line in lines if line.startswith("export ")]
+        return dict(line.split("=", 1) for line in exports)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    """The stack of a project copy, its state in a directory the postgres user can reach
+    (pytest's own are private to root), SeaweedFS' telemetry URL a local listener."""
+    if not Path("/usr/lib/postgresql/15/bin/initdb").exists():
+        pytest.fail("PostgreSQL 15 is missing: make test installs it (apt-get install postgresql)")
+    repo = project_repo(tmp_path_factory.mktemp("stack") / "project")
+    state = Path(tempfile.mkdtemp(prefix="wardrobe-stack-"))
+    os.chmod(state, 0o755)
+    telemetry = Listener()
+    started = Stack(repo, state, STACK_WEED_TELEMETRY_URL=telemetry.url)
+    up = started.run("up")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield started
+    finally:
+        started.run("down")
+        telemetry.server.shutdown()
+        shutil.rmtree(state, ignore_errors=True)
+    assert telemetry.requests == [], "SeaweedFS sent telemetry"
+
+
+class Listener:
+    """An HTTP server on 127.0.0.1 that records every request it gets."""
+
+    def __init__(self) -> None:
+        requests = self.requests = []
+
+        class Record(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                requests.append(self.path)
+                self.send_response(204)
+                self.end_headers()
+
+            do_GET = do_POST
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Record)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/collect"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def s3_keys(stack: Stack, bucket: str) -> list[str]:
+    import boto3
+
+    env = stack.client_env
+    client = boto3.client(
+        "s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1",
+    )  # fmt: skip
+    listed = client.list_objects_v2(Bucket=bucket)
+    return [o["Key"] for o in listed.get("Contents", [])]
+
+
+def log_a_run(stack: Stack) -> str:
+    """A run with a metric and an artifact, logged through the server by a client that has no
+    S3 keys (artifacts are proxied); returns its id."""
+    code = (
+        "import mlflow, sys\n"
+        "mlflow.set_experiment('stack-check')\n"
+        "with mlflow.start_run() as run:\n"
+        "    mlflow.log_metric('m', 1.5)\n"
+        "    mlflow.log_text('hello', 'hello.txt')\n"
+        "print(run.info.run_id)\n"
+    )
+    env = {k: v for k, v in stack.env.items() if not k.startswith("AWS_")}
+    env["MLFLOW_TRACKING_URI"] = stack.client_env["MLFLOW_TRACKING_URI"]
+    done = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", code], env=env, capture_output=True, text=True,
+        timeout=120, check=True,
+    )  # fmt: skip
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_the_stack_tracks_runs_in_postgres_with_artifacts_in_s3(stack):
+    run_id = log_a_run(stack)
+    assert any(key.endswith(f"{run_id}/artifacts/hello.txt") for key in s3_keys(stack, "mlflow"))
+    status = stack.run("status")
+    assert status.stdout.splitlines() == [
+        "stack: PostgreSQL: running", "stack: SeaweedFS: running", "stack: MLflow server: running",
+    ]  # fmt: skip
+    # every server listens on 127.0.0.1 only
+    ports = {v for k, v in stack.env.items() if k.startswith("STACK_") and k.endswith("_PORT")}
+    listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
+    for line in listening.splitlines():
+        address, port = line.split()[3].rsplit(":", 1)
+        if port in ports:
+            assert address == "127.0.0.1", line
+
+
+def test_dvc_pushes_to_and_pulls_from_the_stack_remote(stack, tmp_path):
+    data = stack.repo / "shared.bin"
+    data.write_bytes(os.urandom(300_000))
+    assert dvc(stack.repo, "add", "shared.bin").returncode == 0
+    commit(stack.repo, "track shared.bin")
+    remotes = dvc(stack.repo, "remote", "list", "--local").stdout
+    assert "stack\ts3://dvc/" in remotes.replace("  ", "\t") or "s3://dvc/" in remotes
+    pushed = dvc(stack.repo, "push")
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    assert s3_keys(stack, "dvc")
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(stack.repo), str(clone)], check=True)
+    # only the remote, as a new team member configures it
+    endpoint = stack.client_env["AWS_ENDPOINT_URL"]
+    assert dvc(clone, "remote", "add", "--local", "-d", "stack", "s3://dvc/").returncode == 0
+    assert (
+        dvc(clone, "remote", "modify", "--local", "stack", "endpointurl", endpoint).returncode == 0
+    )
+    keys = {k: stack.client_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    pulled = dvc(clone, "pull", "shared.bin", env=keys)
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    assert (clone / "shared.bin").read_bytes() == data.read_bytes()
+
+
+def test_a_taken_port_stops_up_with_one_line(stack):
+    state = Path(tempfile.mkdtemp(prefix="wardrobe-stack-"))
+    os.chmod(state, 0o755)
+    second = Stack(stack.repo, state)
+    taken = stack.env["STACK_S3_PORT"]
+    try:
+        result = second.run("up", STACK_S3_PORT=taken)
+    finally:
+        second.run("down")
+        shutil.rmtree(state, ignore_errors=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"stack: error: port {taken} on 127.0.0.1 (SeaweedFS S3) is already taken; stop what "
+        "uses it or set STACK_S3_PORT to a free port"
+    ]
+
+
+def test_a_state_directory_postgres_cannot_reach_is_one_line(stack, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("PostgreSQL runs as its own user only when the stack is started as root")
+    result = Stack(stack.repo, tmp_path / "private").run("up")  # pytest's tmp is root's only
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"stack: error: the postgres user cannot reach {tmp_path / 'private'}/postgres (a parent "
+        "directory is private); set STACK_DIR to a directory it can reach, e.g. under /var/tmp"
+    ]
+
+
+def test_the_stack_keeps_its_data_across_a_restart(stack):
+    run_id = log_a_run(stack)
+    assert stack.run("down").returncode == 0
+    assert stack.run("status").stdout.count("stopped") == 3
+    up = stack.run("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=stack.client_env["MLFLOW_TRACKING_URI"])
+    assert client.get_run(run_id).data.metrics == {"m": 1.5}
+    assert (
+        client.download_artifacts(run_id, "hello.txt", str(stack.state))
+        and (stack.state / "hello.txt").read_text() == "hello"
+    )
+
+
+def test_make_stack_is_the_documented_entry_point():
+    dry = subprocess.run(
+        ["make", "-n", "stack", "stack-down"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert "tools/stack.sh up" in dry and "tools/stack.sh down" in dry
