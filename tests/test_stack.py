@@ -11,12 +11,23 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, VENV_BIN, commit, dvc, project_repo, repo_env
+from conftest import (
+    QUICK_RUN,
+    ROOT,
+    VENV_BIN,
+    commit,
+    dvc,
+    project_repo,
+    ran_stages,
+    repo_env,
+    write_params,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -171,18 +182,25 @@ def test_dvc_pushes_to_and_pulls_from_the_stack_remote(stack, tmp_path):
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
     assert s3_keys(stack, "dvc")
 
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(stack.repo), str(clone)], check=True)
-    # only the remote, as a new team member configures it
-    endpoint = stack.client_env["AWS_ENDPOINT_URL"]
-    assert dvc(clone, "remote", "add", "--local", "-d", "stack", "s3://dvc/").returncode == 0
-    assert (
-        dvc(clone, "remote", "modify", "--local", "stack", "endpointurl", endpoint).returncode == 0
-    )
+    clone = clone_with_remote(stack, tmp_path / "clone")
     keys = {k: stack.client_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     pulled = dvc(clone, "pull", "shared.bin", env=keys)
     assert pulled.returncode == 0, pulled.stdout + pulled.stderr
     assert (clone / "shared.bin").read_bytes() == data.read_bytes()
+
+
+REPRO_PULL = ("repro", "--pull", "--allow-missing")
+
+
+def clone_with_remote(stack: Stack, dest: Path) -> Path:
+    """A git clone of the stack's project with only the stack's remote configured (no keys:
+    a new team member passes them in the environment)."""
+    subprocess.run(["git", "clone", "-q", str(stack.repo), str(dest)], check=True)
+    endpoint = stack.client_env["AWS_ENDPOINT_URL"]
+    assert dvc(dest, "remote", "add", "--local", "-d", "stack", "s3://dvc/").returncode == 0
+    modified = dvc(dest, "remote", "modify", "--local", "stack", "endpointurl", endpoint)
+    assert modified.returncode == 0
+    return dest
 
 
 def test_a_taken_port_stops_up_with_one_line(stack):
@@ -234,3 +252,52 @@ def test_make_stack_is_the_documented_entry_point():
         ["make", "-n", "stack", "stack-down"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     assert "tools/stack.sh up" in dry and "tools/stack.sh down" in dry
+
+
+def test_the_pipeline_against_the_stack_and_a_fresh_clone_that_pulls(stack, tmp_path):
+    """`dvc repro` with the stack's env logs every run into the server (figures in S3), `dvc
+    push` sends every output; a clone with only the remote pulls them and has nothing to run,
+    and `dvc repro --pull --allow-missing` (what CI runs) runs nothing either."""
+    repo = stack.repo
+    write_params(repo, repo / "params.yaml", **QUICK_RUN)
+    commit(repo, "quick-run params")
+    tracking = {"MLFLOW_TRACKING_URI": stack.client_env["MLFLOW_TRACKING_URI"]}
+    start = time.perf_counter()
+    ran = dvc(repo, "repro", env=tracking)
+    repro_s = time.perf_counter() - start
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert len(ran_stages(ran.stdout)) == 8
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("wardrobe").experiment_id
+    runs = {r.info.run_name: r for r in client.search_runs([experiment])}
+    assert {"ae", "vae", "classifier"} <= set(runs)
+    assert all(r.info.status == "FINISHED" for r in runs.values())
+    assert "test.generation.frechet_distance" in runs["vae"].data.metrics
+    figures = [k for k in s3_keys(stack, "mlflow") if "/figures/" in k]
+    assert any(runs["vae"].info.run_id in k for k in figures), figures[:5]
+
+    start = time.perf_counter()
+    pushed = dvc(repo, "push")
+    push_s = time.perf_counter() - start
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    commit(repo, "quick run", "dvc.lock", "reports/metrics.json", "reports/class_shares.json")
+
+    keys = {k: stack.client_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    for name, command in (("pulled", ("pull",)), ("repro-pull", REPRO_PULL)):
+        clone = clone_with_remote(stack, tmp_path / name)
+        start = time.perf_counter()
+        done = dvc(clone, *command, env={**keys, **tracking})
+        seconds = time.perf_counter() - start
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert ran_stages(done.stdout) == [], done.stdout
+        if command == ("pull",):  # every output is here, as dvc.lock records it
+            status = dvc(clone, "status", env=keys)
+            assert "Data and pipelines are up to date." in status.stdout, status.stdout
+            again = dvc(clone, "repro", env={**keys, **tracking})
+            assert again.returncode == 0 and ran_stages(again.stdout) == [], again.stdout
+        # --allow-missing: nothing changed, so nothing runs and nothing needs downloading
+        print(f"{name}: {' '.join(command)} in {seconds:.1f} s")
+    size = sum(p.stat().st_size for p in (repo / ".dvc" / "cache").rglob("*") if p.is_file())
+    print(f"dvc repro {repro_s:.1f} s; dvc push of {size / 1e6:.1f} MB in {push_s:.1f} s")
