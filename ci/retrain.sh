@@ -9,8 +9,8 @@
 # A change to params.yaml, dvc.yaml, src/, pipeline/ or the pinned dependencies
 # (pyproject.toml, requirements.lock) between BASE_REF and HEAD means a retrain. `--detect`
 # only answers: it prints `retrain=true|false` (also to $GITHUB_OUTPUT
-# when set). Otherwise, when a retrain is needed, it pulls the DVC cache from the default
-# remote when one is configured, runs `dvc repro`, and writes a Markdown report (the params
+# when set). Otherwise, when a retrain is needed, it runs `dvc repro` (with
+# `--pull --allow-missing` when a DVC remote is configured), and writes a Markdown report (the params
 # and metrics diffs against BASE_REF, the test metrics, the figures) to
 # reports/retrain.md and to $GITHUB_STEP_SUMMARY when set.
 #
@@ -76,13 +76,16 @@ fi
 echo "retrain: changed since ${base}:"
 echo "${changed}" | sed 's/^/  /'
 
+repro=(dvc repro)
 if [[ -n "$(dvc remote list)" ]]; then
-    # Outputs another run already pushed are restored instead of recomputed.
-    dvc pull --allow-missing || echo "retrain: dvc pull failed; reproducing from scratch" >&2
+    # With a remote, a stage whose deps did not change is skipped even when its outputs are
+    # not here, and a stage that runs first pulls the outputs it depends on: nothing is
+    # recomputed or downloaded that this change does not need.
+    repro+=(--pull --allow-missing)
 fi
 
 start=$(date +%s)
-dvc repro
+"${repro[@]}"
 seconds=$(( $(date +%s) - start ))
 
 # The metrics are deterministic; dvc.lock is not compared, because every training writes its
@@ -122,10 +125,16 @@ tmp="${report}.tmp"
     echo
     echo "### Figures"
     echo
-    echo "In the \`reports\` artifact of this workflow run:"
-    for f in reports/figures/*/*.png; do
-        echo "- \`${f}\`"
-    done
+    shopt -s nullglob
+    figures=(reports/figures/*/*.png)
+    if (( ${#figures[@]} )); then
+        echo "In the \`reports\` artifact of this workflow run:"
+        for f in "${figures[@]}"; do
+            echo "- \`${f}\`"
+        done
+    else
+        echo "None drawn: this change did not re-run the \`plots\` stage."
+    fi
 } > "${tmp}"
 mv "${tmp}" "${report}"
 publish

@@ -301,3 +301,17 @@ def test_the_pipeline_against_the_stack_and_a_fresh_clone_that_pulls(stack, tmp_
         print(f"{name}: {' '.join(command)} in {seconds:.1f} s")
     size = sum(p.stat().st_size for p in (repo / ".dvc" / "cache").rglob("*") if p.is_file())
     print(f"dvc repro {repro_s:.1f} s; dvc push of {size / 1e6:.1f} MB in {push_s:.1f} s")
+
+    # CI on a change to evaluate's params: only evaluate runs, pulling just what it reads.
+    clone = clone_with_remote(stack, tmp_path / "ci")
+    write_params(clone, clone / "params.yaml", evaluate={"generated": 400})
+    commit(clone, "evaluate more images")
+    report = tmp_path / "summary.md"
+    env = {**keys, **tracking, "GITHUB_STEP_SUMMARY": str(report)}
+    retrained = subprocess.run(
+        ["bash", "ci/retrain.sh", "HEAD~1"], cwd=clone, env=repo_env(clone, env),
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert retrained.returncode == 0, retrained.stdout + retrained.stderr
+    assert ran_stages(retrained.stdout) == ["evaluate"], retrained.stdout
+    assert "None drawn: this change did not re-run the `plots` stage." in report.read_text()
