@@ -315,3 +315,37 @@ def test_the_pipeline_against_the_stack_and_a_fresh_clone_that_pulls(stack, tmp_
     assert retrained.returncode == 0, retrained.stdout + retrained.stderr
     assert ran_stages(retrained.stdout) == ["evaluate"], retrained.stdout
     assert "None drawn: this change did not re-run the `plots` stage." in report.read_text()
+
+
+def test_queued_experiments_run_in_parallel_into_the_server(stack):
+    """`dvc exp run --queue` twice, then `dvc queue start -j 2`: both experiments' runs land
+    in the server, tagged with their names, none FAILED."""
+    repo = stack.repo
+    tracking = {"MLFLOW_TRACKING_URI": stack.client_env["MLFLOW_TRACKING_URI"]}
+    if not (repo / "models" / "vae" / "run.json").exists():  # run alone: the workspace first
+        write_params(repo, repo / "params.yaml", **QUICK_RUN)
+        assert dvc(repo, "repro", env=tracking).returncode == 0
+        commit(repo, "quick run")
+    names = {"vae-e2": "vae.epochs=2", "vae-e3": "vae.epochs=3"}
+    for name, setting in names.items():
+        queued = dvc(repo, "exp", "run", "--queue", "--name", name, "-S", setting, env=tracking)
+        assert queued.returncode == 0, queued.stdout + queued.stderr
+    started = dvc(repo, "queue", "start", "-j", "2", env=tracking)
+    assert started.returncode == 0, started.stdout + started.stderr
+    deadline = time.monotonic() + 600
+    while True:
+        status = dvc(repo, "queue", "status", env=tracking).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(3)
+    assert status.count("Success") == 2, status
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("wardrobe").experiment_id
+    for name in names:
+        runs = client.search_runs([experiment], f"tags.dvc_exp_name = '{name}'")
+        assert {r.info.run_name for r in runs} == {"vae"}, name
+        assert [r.info.status for r in runs] == ["FINISHED"], name
+        assert "test.generation.frechet_distance" in runs[0].data.metrics, name
