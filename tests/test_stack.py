@@ -7,6 +7,7 @@ import http.server
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -349,3 +350,42 @@ def test_queued_experiments_run_in_parallel_into_the_server(stack):
         assert {r.info.run_name for r in runs} == {"vae"}, name
         assert [r.info.status for r in runs] == ["FINISHED"], name
         assert "test.generation.frechet_distance" in runs[0].data.metrics, name
+
+
+def test_a_server_stopped_mid_training_fails_the_stage_with_one_line(stack):
+    """The MLflow server dies during a training: the stage stops with one line naming the
+    server and the fix, models/ stays as it was; once the stack is back, the next training
+    ends the run that could not be ended as FAILED, and succeeds."""
+    repo = stack.repo
+    tracking = {"MLFLOW_TRACKING_URI": stack.client_env["MLFLOW_TRACKING_URI"]}
+    if not (repo / "models" / "vae" / "run.json").exists():
+        write_params(repo, repo / "params.yaml", **QUICK_RUN)
+        assert dvc(repo, "repro", env=tracking).returncode == 0
+    before = {p.name: p.read_bytes() for p in (repo / "models" / "vae").iterdir()}
+    params = (repo / "params.yaml").read_text()
+    write_params(repo, repo / "params.yaml", vae={"epochs": 1000})
+    args = ("--data", "data/processed", "--checks", "reports/data_checks/summary.json")
+    command = [str(VENV_BIN / "python"), "pipeline/train_vae.py", *args, "--out", "models/vae"]
+    stage = subprocess.Popen(
+        command, cwd=repo, env=repo_env(repo, tracking), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    for line in stage.stdout:
+        if line.startswith("Epoch 2/"):
+            break
+    pid = int((stack.state / "mlflow.pid").read_text())
+    os.killpg(pid, signal.SIGKILL)  # the server, as a crash takes it
+    rest = stage.communicate(timeout=300)[0]
+    (repo / "params.yaml").write_text(params)
+    assert stage.returncode == 1, rest
+    errors = [line for line in rest.splitlines() if "train_vae: error:" in line]
+    assert len(errors) == 1 and "Traceback" not in rest, rest
+    assert f"MLflow tracking store {tracking['MLFLOW_TRACKING_URI']}" in errors[0], errors[0]
+    assert "is unreachable" in errors[0] and "start it" in errors[0], errors[0]
+    assert {p.name: p.read_bytes() for p in (repo / "models" / "vae").iterdir()} == before
+
+    up = stack.run("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    again = dvc(repo, "repro", "-f", "train_vae", env=tracking)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "was left RUNNING by a process that no longer runs; ended it as FAILED" in again.stderr
