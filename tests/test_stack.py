@@ -318,15 +318,22 @@ def test_the_pipeline_against_the_stack_and_a_fresh_clone_that_pulls(stack, tmp_
     assert "None drawn: this change did not re-run the `plots` stage." in report.read_text()
 
 
-def test_queued_experiments_run_in_parallel_into_the_server(stack):
-    """`dvc exp run --queue` twice, then `dvc queue start -j 2`: both experiments' runs land
-    in the server, tagged with their names, none FAILED."""
+def quick_workspace(stack: Stack) -> tuple[Path, dict[str, str]]:
+    """The stack's project with a quick run in its workspace (the pipeline test leaves one;
+    a test run alone makes it), and the environment that tracks into the server."""
     repo = stack.repo
     tracking = {"MLFLOW_TRACKING_URI": stack.client_env["MLFLOW_TRACKING_URI"]}
-    if not (repo / "models" / "vae" / "run.json").exists():  # run alone: the workspace first
+    if not (repo / "models" / "vae" / "run.json").exists():
         write_params(repo, repo / "params.yaml", **QUICK_RUN)
         assert dvc(repo, "repro", env=tracking).returncode == 0
         commit(repo, "quick run")
+    return repo, tracking
+
+
+def test_queued_experiments_run_in_parallel_into_the_server(stack):
+    """`dvc exp run --queue` twice, then `dvc queue start -j 2`: both experiments' runs land
+    in the server, tagged with their names, none FAILED."""
+    repo, tracking = quick_workspace(stack)
     names = {"vae-e2": "vae.epochs=2", "vae-e3": "vae.epochs=3"}
     for name, setting in names.items():
         queued = dvc(repo, "exp", "run", "--queue", "--name", name, "-S", setting, env=tracking)
@@ -356,11 +363,7 @@ def test_a_server_stopped_mid_training_fails_the_stage_with_one_line(stack):
     """The MLflow server dies during a training: the stage stops with one line naming the
     server and the fix, models/ stays as it was; once the stack is back, the next training
     ends the run that could not be ended as FAILED, and succeeds."""
-    repo = stack.repo
-    tracking = {"MLFLOW_TRACKING_URI": stack.client_env["MLFLOW_TRACKING_URI"]}
-    if not (repo / "models" / "vae" / "run.json").exists():
-        write_params(repo, repo / "params.yaml", **QUICK_RUN)
-        assert dvc(repo, "repro", env=tracking).returncode == 0
+    repo, tracking = quick_workspace(stack)
     before = {p.name: p.read_bytes() for p in (repo / "models" / "vae").iterdir()}
     params = (repo / "params.yaml").read_text()
     write_params(repo, repo / "params.yaml", vae={"epochs": 1000})

@@ -43,6 +43,11 @@ as_postgres() {
 
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+pg_running() {
+	[ -f "$STACK_DIR/postgres/PG_VERSION" ] \
+		&& as_postgres "$PG_BIN/pg_ctl" -D "$STACK_DIR/postgres" status >/dev/null 2>&1
+}
+
 port_free() {
 	"$VENV/bin/python" - "$1" <<'EOF'
 import socket, sys
@@ -92,7 +97,7 @@ pg_up() {
 			|| fail "initdb failed; see $STACK_DIR/postgres-init.log"
 		rm -f "$STACK_DIR/run/pgpass"
 	fi
-	if as_postgres "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+	if pg_running; then
 		say "PostgreSQL already running"
 	else
 		need_port "$PG_PORT" PostgreSQL STACK_PG_PORT
@@ -182,14 +187,12 @@ case "${1:-}" in
 	down)
 		stop_pid "$STACK_DIR/mlflow.pid" "the MLflow server"
 		stop_pid "$STACK_DIR/weed.pid" SeaweedFS
-		if [ -f "$STACK_DIR/postgres/PG_VERSION" ] \
-			&& as_postgres "$PG_BIN/pg_ctl" -D "$STACK_DIR/postgres" status >/dev/null 2>&1; then
+		if pg_running; then
 			as_postgres "$PG_BIN/pg_ctl" -D "$STACK_DIR/postgres" -m fast -w stop >/dev/null
 			say "stopped PostgreSQL"
 		fi ;;
 	status)
-		as_postgres "$PG_BIN/pg_ctl" -D "$STACK_DIR/postgres" status >/dev/null 2>&1 \
-			&& say "PostgreSQL: running" || say "PostgreSQL: stopped"
+		pg_running && say "PostgreSQL: running" || say "PostgreSQL: stopped"
 		running "$STACK_DIR/weed.pid" && say "SeaweedFS: running" || say "SeaweedFS: stopped"
 		running "$STACK_DIR/mlflow.pid" && say "MLflow server: running" || say "MLflow server: stopped" ;;
 	*) fail "usage: tools/stack.sh up|down|status" ;;

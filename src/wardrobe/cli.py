@@ -112,9 +112,6 @@ def run_stage(
     try:
         configure_logging()
         main(argv)
-    except WardrobeError as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
-        _exit(1)
     except KeyboardInterrupt:
         # DVC deletes a stage's outputs before it runs it (DVC_STAGE names the stage it runs).
         restore = (
@@ -125,22 +122,26 @@ def run_stage(
         )
         print(f"{name}: interrupted; {restore}", file=sys.stderr)
         _exit(130)
-    except OSError as exc:
-        print(f"{name}: error: {os_error_line(exc)}", file=sys.stderr)
-        _exit(1)
-    except MemoryError:
-        print(
-            f"{name}: error: out of memory; lower the batch sizes, evaluate.generated or "
-            "plots.dpi in params.yaml, or free memory, then run the stage again",
-            file=sys.stderr,
-        )
-        _exit(1)
     except Exception as exc:
-        if logging.getLogger("wardrobe").isEnabledFor(logging.DEBUG):
-            traceback.print_exc()
-        print(
-            f"{name}: error: unexpected {type(exc).__name__}: {first_line(exc)} (traceback "
-            f"{_save_traceback(name)})",
-            file=sys.stderr,
-        )
+        print(f"{name}: error: {_error_line(name, exc)}", file=sys.stderr)
         _exit(1)
+
+
+def _error_line(name: str, exc: Exception) -> str:
+    """What a failed stage prints after `<name>: error: `: an expected error's own message;
+    for an OSError or a MemoryError, the cause and the fix; for anything else, its type and
+    first line, the traceback saved to a file (and printed at DEBUG)."""
+    if isinstance(exc, WardrobeError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return os_error_line(exc)
+    if isinstance(exc, MemoryError):
+        return (
+            "out of memory; lower the batch sizes, evaluate.generated or plots.dpi in "
+            "params.yaml, or free memory, then run the stage again"
+        )
+    if logging.getLogger("wardrobe").isEnabledFor(logging.DEBUG):
+        traceback.print_exc()
+    return (
+        f"unexpected {type(exc).__name__}: {first_line(exc)} (traceback {_save_traceback(name)})"
+    )

@@ -15,7 +15,7 @@ from typing import Any
 
 from wardrobe import processes
 from wardrobe.errors import first_line
-from wardrobe.tracking.store import check_reachable, store_errors, tracking_uri
+from wardrobe.tracking.store import store_errors, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +147,7 @@ def log_to_recorded_run(
     from mlflow.entities import Metric
     from mlflow.exceptions import MlflowException
 
-    uri = tracking_uri()
-    check_reachable(uri)
+    uri = tracking_uri()  # the callers have checked it first (`store.check_store`)
     client = mlflow.MlflowClient(tracking_uri=uri)
     run_id = str(record["run_id"])
     with store_errors(uri):
