@@ -31,7 +31,11 @@ RUN make setup VENV=/opt/venv INSTALL=. \
 
 RUN useradd --create-home --uid 1000 wardrobe
 USER 1000:1000
+# USER and LOGNAME: `-u UID:GID` may name a user the image does not know, and DVC asks for the
+# user's name (getpass) where no passwd entry has one.
 ENV PATH=/opt/venv/bin:$PATH \
+    USER=wardrobe \
+    LOGNAME=wardrobe \
     DVC_NO_ANALYTICS=1 \
     GX_ANALYTICS_ENABLED=False \
     MPLCONFIGDIR=/tmp/matplotlib \

@@ -21,10 +21,12 @@ SYSTEM_PACKAGES := dataset-fashion-mnist=$(DATASET_DIR)/train-images-idx3-ubyte.
 test test-fast: SYSTEM_PACKAGES += chromium=/usr/bin/chromium chromium-driver=/usr/bin/chromedriver
 # The team stack (and the tests that start it) run PostgreSQL 15.
 stack test test-fast: SYSTEM_PACKAGES += postgresql=/usr/lib/postgresql/15/bin/initdb
+# The container test builds the image on a Docker engine, its base image by debootstrap.
+test: SYSTEM_PACKAGES += docker.io=dockerd debootstrap=debootstrap
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system web-assets setup-gpu tools repro results ui test test-fast bench \
-	lint format lock clean stack stack-down
+	lint format lock clean stack stack-down push pull
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -104,6 +106,14 @@ stack: system $(VENV)/.stack-installed ## Start the team stack on 127.0.0.1: Pos
 
 stack-down: ## Stop the team stack (its data stays in .stack/)
 	VENV=$(abspath $(VENV)) tools/stack.sh down
+
+# The remote is asked first and watched while DVC transfers: a store that is down, stops, or
+# refuses the keys ends the transfer with one line (src/wardrobe/remote.py).
+push: $(VENV)/.installed ## dvc push to the default remote (ARGS: targets, -r NAME, -j N)
+	$(BIN)/python -m wardrobe.remote push $(ARGS)
+
+pull: $(VENV)/.installed ## dvc pull from the default remote (ARGS: targets, -r NAME, -j N)
+	$(BIN)/python -m wardrobe.remote pull $(ARGS)
 
 test: setup tools $(VENV)/.stack-installed ## Run the whole test suite, slow end-to-end tests included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

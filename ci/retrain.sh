@@ -82,6 +82,9 @@ if [[ -n "$(dvc remote list)" ]]; then
     # not here, and a stage that runs first pulls the outputs it depends on: nothing is
     # recomputed or downloaded that this change does not need.
     repro+=(--pull --allow-missing)
+    # Down, or refusing the keys, the remote stops the job now with one line, not after
+    # DVC's minutes of retries.
+    python -m wardrobe.remote check
 fi
 
 start=$(date +%s)

@@ -280,7 +280,7 @@ def test_the_pipeline_against_the_stack_and_a_fresh_clone_that_pulls(stack, tmp_
     assert any(runs["vae"].info.run_id in k for k in figures), figures[:5]
 
     start = time.perf_counter()
-    pushed = dvc(repo, "push")
+    pushed = wardrobe_remote(repo, "push")  # make push
     push_s = time.perf_counter() - start
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
     commit(repo, "quick run", "dvc.lock", "reports/metrics.json", "reports/class_shares.json")
@@ -289,7 +289,10 @@ def test_the_pipeline_against_the_stack_and_a_fresh_clone_that_pulls(stack, tmp_
     for name, command in (("pulled", ("pull",)), ("repro-pull", REPRO_PULL)):
         clone = clone_with_remote(stack, tmp_path / name)
         start = time.perf_counter()
-        done = dvc(clone, *command, env={**keys, **tracking})
+        if command == ("pull",):  # make pull
+            done = wardrobe_remote(clone, "pull", env={**keys, **tracking})
+        else:
+            done = dvc(clone, *command, env={**keys, **tracking})
         seconds = time.perf_counter() - start
         assert done.returncode == 0, done.stdout + done.stderr
         assert ran_stages(done.stdout) == [], done.stdout
@@ -392,3 +395,122 @@ def test_a_server_stopped_mid_training_fails_the_stage_with_one_line(stack):
     again = dvc(repo, "repro", "-f", "train_vae", env=tracking)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "was left RUNNING by a process that no longer runs; ended it as FAILED" in again.stderr
+
+
+def wardrobe_remote(repo: Path, *args: str, env: dict | None = None):
+    """`python -m wardrobe.remote` (what `make push` and `make pull` run) in a project copy."""
+    return subprocess.run(
+        [str(VENV_BIN / "python"), "-m", "wardrobe.remote", *args], cwd=repo,
+        env=repo_env(repo, env), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def only_line(result: subprocess.CompletedProcess) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_wrong_or_missing_s3_keys_are_one_line(stack, tmp_path):
+    """A clone whose keys come from the environment: wrong keys, an unknown key id and no
+    keys each stop `make pull` at once with one line; the right ones pass."""
+    clone = clone_with_remote(stack, tmp_path / "clone")
+    keys = {k: stack.client_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    remote = f"DVC remote 'stack' (s3://dvc/ at {stack.client_env['AWS_ENDPOINT_URL']})"
+    fix = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (`source .stack/env` for the stack's)"
+    cases = {
+        "SignatureDoesNotMatch": {**keys, "AWS_SECRET_ACCESS_KEY": "not-the-secret"},
+        "InvalidAccessKeyId": {**keys, "AWS_ACCESS_KEY_ID": "nobody"},
+        None: {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
+    }
+    def work_tree() -> list[Path]:  # DVC's own .dvc/tmp aside
+        return sorted(p for p in clone.rglob("*") if p.relative_to(clone).parts[0] != ".dvc")
+
+    files = work_tree()
+    for code, env in cases.items():
+        start = time.perf_counter()
+        pulled = wardrobe_remote(clone, "pull", env=env)
+        seconds = time.perf_counter() - start
+        assert pulled.returncode == 1, pulled.stdout + pulled.stderr
+        cause = f"refused the S3 keys ({code})" if code else "has no S3 keys"
+        assert only_line(pulled) == f"remote: error: {remote} {cause}; {fix}"
+        print(f"{code or 'no keys'}: {seconds:.1f} s")
+    assert work_tree() == files  # nothing was pulled
+    checked = wardrobe_remote(clone, "check", env=keys)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.strip() == f"remote: {remote} answers"
+
+
+def test_s3_stopped_during_a_push_is_one_line_and_a_rerun_sends_the_rest(stack, tmp_path):
+    """SeaweedFS killed while `make push` sends 300 MB: one line naming the store and the fix,
+    exit 1; after `make stack`, the push sends the rest and a clone pulls every byte."""
+    repo = stack.repo
+    blobs = repo / "blobs"
+    blobs.mkdir()
+    for i in range(60):
+        (blobs / f"{i:02d}.bin").write_bytes(os.urandom(5_000_000))
+    assert dvc(repo, "add", "blobs").returncode == 0
+    commit(repo, "blobs")
+    before = len(s3_keys(stack, "dvc"))
+    push = subprocess.Popen(
+        [str(VENV_BIN / "python"), "-m", "wardrobe.remote", "push", "blobs"], cwd=repo,
+        env=repo_env(repo), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        while len(s3_keys(stack, "dvc")) < before + 5:  # some have landed, most have not
+            assert push.poll() is None, "the push ended before the store was stopped"
+            time.sleep(0.2)
+        os.killpg(int((stack.state / "weed.pid").read_text()), signal.SIGKILL)
+        start = time.perf_counter()
+        _, stderr = push.communicate(timeout=300)
+        print(f"the push stopped {time.perf_counter() - start:.1f} s after the store")
+        assert push.returncode == 1, stderr
+        line = only_line(subprocess.CompletedProcess([], 1, "", stderr))
+        endpoint = stack.client_env["AWS_ENDPOINT_URL"]
+        assert line.startswith(
+            f"remote: error: dvc push stopped: DVC remote 'stack' (s3://dvc/ at {endpoint}) "
+            "is unreachable ("
+        ), line
+        assert "; what was transferred is kept: start the store (`make stack`" in line, line
+        assert "then `make push` sends the rest (DVC's output: /" in line, line
+    finally:
+        up = stack.run("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    again = wardrobe_remote(repo, "push", "blobs")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert 0 < int(again.stdout.split()[0]) < 61, again.stdout  # "N files pushed": the rest
+
+    clone = clone_with_remote(stack, tmp_path / "clone")
+    keys = {k: stack.client_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    pulled = wardrobe_remote(clone, "pull", "blobs", env=keys)
+    assert pulled.returncode == 0, pulled.stderr
+    for path in blobs.iterdir():
+        assert (clone / "blobs" / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_postgres_that_cannot_start_keeps_the_server_down_with_one_line(stack):
+    """PostgreSQL fails to start (a bad setting): `make stack` says why in one line and does
+    not start the MLflow server without its store; fixed, the stack comes back with its runs."""
+    run_id = log_a_run(stack)
+    assert stack.run("down").returncode == 0
+    settings = stack.state / "postgres" / "postgresql.auto.conf"
+    kept = settings.read_text()
+    settings.write_text(kept + "max_connections = 'lots'\n")
+    try:
+        up = stack.run("up")
+        status = stack.run("status").stdout
+    finally:
+        settings.write_text(kept)
+    assert up.returncode == 1
+    assert only_line(up) == (
+        "stack: error: PostgreSQL did not start (invalid value for parameter "
+        f'"max_connections": "lots"; configuration file "{settings}" contains errors); fix '
+        f"that, then run make stack again (log: {stack.state}/run/postgres.log)"
+    )
+    assert "MLflow server: stopped" in status and "PostgreSQL: stopped" in status
+    up = stack.run("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=stack.client_env["MLFLOW_TRACKING_URI"])
+    assert client.get_run(run_id).data.metrics == {"m": 1.5}

@@ -64,9 +64,11 @@ need_port() {  # need_port PORT WHAT VARIABLE
 	port_free "$1" || fail "port $1 on 127.0.0.1 ($2) is already taken; stop what uses it or set $3 to a free port"
 }
 
-wait_for() {  # wait_for URL WHAT LOG: any HTTP answer counts
-	"$VENV/bin/python" - "$1" <<'EOF' || fail "$2 did not answer at $1 within 60 s; see $3"
-import sys, time, urllib.request, urllib.error
+wait_for() {  # wait_for URL WHAT LOG [PIDFILE]: any HTTP answer counts; a server that exits fails
+	local pid="" status=0
+	[ -n "${4:-}" ] && pid=$(cat "$4")
+	"$VENV/bin/python" - "$1" "$pid" <<'EOF' || status=$?
+import os, sys, time, urllib.request, urllib.error
 deadline = time.monotonic() + 60
 while True:
     try:
@@ -75,10 +77,29 @@ while True:
     except urllib.error.HTTPError:
         break
     except OSError:
+        if sys.argv[2]:
+            try:
+                os.kill(int(sys.argv[2]), 0)
+            except ProcessLookupError:
+                sys.exit(2)
         if time.monotonic() > deadline:
             sys.exit(1)
         time.sleep(0.5)
 EOF
+	[ "$status" = 0 ] && return
+	[ "$status" = 2 ] && fail "$2 exited while starting ($(last_error "$3")); see $3"
+	fail "$2 did not answer at $1 within 60 s; see $3"
+}
+
+last_error() {  # the last line of a log that names an error, without its prefix
+	grep -E 'FATAL|ERROR|Error|error' "$1" 2>/dev/null | tail -1 | sed -E 's/^.*(FATAL|ERROR): *//' | cut -c1-200 || true
+}
+
+pg_failure() {  # what the postmaster that failed last logged: its LOG, FATAL and HINT lines
+	local log="$STACK_DIR/run/postgres.log" pid
+	pid=$(grep ' FATAL: ' "$log" 2>/dev/null | tail -1 | sed -E 's/^[^[]*\[([0-9]+)\].*/\1/') || true
+	[ -n "$pid" ] || { echo "no FATAL line in its log"; return; }
+	grep -F "[$pid] " "$log" | sed -E 's/^[^]]*\] *[A-Z]+: +//' | paste -sd ';' | sed 's/;/; /g' | cut -c1-300
 }
 
 pg_up() {
@@ -103,7 +124,7 @@ pg_up() {
 		need_port "$PG_PORT" PostgreSQL STACK_PG_PORT
 		as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$STACK_DIR/run/postgres.log" -w -t 60 start \
 			-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $STACK_DIR/run" >/dev/null \
-			|| fail "PostgreSQL did not start; see $STACK_DIR/run/postgres.log"
+			2>/dev/null || fail "PostgreSQL did not start ($(pg_failure)); fix that, then run make stack again (log: $STACK_DIR/run/postgres.log)"
 	fi
 	as_postgres "$PG_BIN/psql" -h "$STACK_DIR/run" -p "$PG_PORT" -U "$PG_USER" -d postgres -tAc \
 		"SELECT 1 FROM pg_database WHERE datname = 'mlflow'" | grep -q 1 \
@@ -131,7 +152,7 @@ EOF
 			-s3.config="$STACK_DIR/s3.json" -bucket="$MLFLOW_BUCKET,$DVC_BUCKET" \
 			>"$STACK_DIR/seaweedfs.log" 2>&1 < /dev/null &
 		echo $! > "$STACK_DIR/weed.pid"
-		wait_for "http://127.0.0.1:$S3_PORT/" "SeaweedFS S3" "$STACK_DIR/seaweedfs.log"
+		wait_for "http://127.0.0.1:$S3_PORT/" "SeaweedFS' S3" "$STACK_DIR/seaweedfs.log" "$STACK_DIR/weed.pid"
 	fi
 	say "S3 (SeaweedFS) on http://127.0.0.1:$S3_PORT (buckets $MLFLOW_BUCKET, $DVC_BUCKET)"
 }
@@ -141,6 +162,9 @@ mlflow_up() {
 		say "MLflow server already running"
 	else
 		need_port "$MLFLOW_PORT" "MLflow server" STACK_MLFLOW_PORT
+		# Its backend store must answer first, or the server starts only to fail every request.
+		"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t 5 \
+			|| fail "PostgreSQL on 127.0.0.1:$PG_PORT does not answer, so the MLflow server cannot start; run make stack again to start it (log: $STACK_DIR/run/postgres.log)"
 		# Proxied artifacts: the server alone holds the S3 keys; clients need only its URL.
 		MLFLOW_S3_ENDPOINT_URL="http://127.0.0.1:$S3_PORT" AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" \
 			AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" AWS_DEFAULT_REGION=us-east-1 \
@@ -150,7 +174,7 @@ mlflow_up() {
 			--host 127.0.0.1 --port "$MLFLOW_PORT" --workers 2 \
 			>"$STACK_DIR/mlflow.log" 2>&1 < /dev/null &
 		echo $! > "$STACK_DIR/mlflow.pid"
-		wait_for "http://127.0.0.1:$MLFLOW_PORT/health" "MLflow server" "$STACK_DIR/mlflow.log"
+		wait_for "http://127.0.0.1:$MLFLOW_PORT/health" "the MLflow server" "$STACK_DIR/mlflow.log" "$STACK_DIR/mlflow.pid"
 	fi
 	say "MLflow server on http://127.0.0.1:$MLFLOW_PORT"
 }
