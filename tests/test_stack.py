@@ -423,6 +423,7 @@ def test_wrong_or_missing_s3_keys_are_one_line(stack, tmp_path):
         "InvalidAccessKeyId": {**keys, "AWS_ACCESS_KEY_ID": "nobody"},
         None: {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
     }
+
     def work_tree() -> list[Path]:  # DVC's own .dvc/tmp aside
         return sorted(p for p in clone.rglob("*") if p.relative_to(clone).parts[0] != ".dvc")
 
