@@ -8,15 +8,22 @@ import numpy as np
 import pytest
 
 from wardrobe.metrics import (
+    KID_SUBSETS,
+    NEIGHBOURS,
+    bce_floor,
     binary_crossentropy,
     class_distribution,
     class_key,
     entropy_bits,
+    far_share,
     frechet_distance,
     gaussian_fit,
     gaussian_kl_from_standard_normal,
+    kernel_distance,
     kl_divergence,
+    knn_radii,
     latent_statistics,
+    manifold_metrics,
     mean_squared_error,
 )
 
@@ -127,3 +134,76 @@ def test_class_distribution_and_entropy():
 def test_class_keys():
     assert class_key("T-shirt/top") == "t_shirt_top"
     assert class_key("Ankle boot") == "ankle_boot"
+
+
+# --- precision, recall, density, coverage, KID: cases with known answers ---------------------
+
+
+def gaussian(n: int, d: int = 8, shift: float = 0.0, seed: int = 0) -> np.ndarray:
+    points = np.random.default_rng(seed).standard_normal((n, d))
+    points[:, 0] += shift
+    return points
+
+
+def test_a_copy_of_the_real_set_is_perfect_and_density_is_k_plus_one_over_k():
+    real = gaussian(600)
+    got = manifold_metrics(real, real.copy())
+    assert got["precision"] == got["recall"] == got["coverage"] == 1.0
+    # each real ball holds its own centre and its k neighbours: (k + 1) N / (k N)
+    assert got["density"] == pytest.approx((NEIGHBOURS + 1) / NEIGHBOURS)
+
+
+def test_disjoint_sets_score_zero():
+    got = manifold_metrics(gaussian(400), gaussian(300, shift=100.0, seed=1))
+    assert got == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+
+
+def test_samples_from_one_of_two_clusters_have_precision_but_half_the_recall():
+    cluster_a, cluster_b = gaussian(300, seed=2), gaussian(300, shift=1000.0, seed=3)
+    real = np.concatenate([cluster_a, cluster_b])
+    got = manifold_metrics(real, cluster_a)
+    assert got["precision"] == 1.0  # every sample is a real image
+    assert got["recall"] == 0.5 and got["coverage"] == 0.5  # cluster B is never generated
+    assert got["density"] == pytest.approx((NEIGHBOURS + 1) / NEIGHBOURS)
+
+
+def test_precision_and_coverage_fall_as_the_generated_set_moves_away():
+    real = gaussian(800)
+    scores = [manifold_metrics(real, gaussian(800, shift=s, seed=4)) for s in (0, 1, 2, 4, 6)]
+    for key in ("precision", "recall", "density", "coverage"):
+        values = [s[key] for s in scores]
+        assert values == sorted(values, reverse=True) and values[-1] < 0.05 * values[0], key
+    # a second sample of the same distribution: density near 1, the others near but below it
+    assert scores[0]["density"] == pytest.approx(1.0, abs=0.1)
+    assert all(0.9 < scores[0][key] < 1.0 for key in ("precision", "recall", "coverage"))
+
+
+def kid_of_shifted_gaussians(d: int, m: float) -> float:
+    """The squared MMD of N(0, I) and N(mu, I), |mu|^2 = m, under the kernel (x.y/d + 1)^3,
+    from the Gaussian moments E(x.y), E(x.y)^2, E(x.y)^3."""
+    return (m**3 + 6 * m**2 + 3 * (d + 2) * m) / d**3 + 3 * m**2 / d**2 + 3 * m / d
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.5, 1.0, 2.0])
+def test_kid_matches_the_squared_mmd_of_two_gaussians(shift):
+    real, fake = gaussian(4000, seed=5), gaussian(4000, shift=shift, seed=6)
+    kid, spread = kernel_distance(real, fake, np.random.default_rng(0))
+    expected = kid_of_shifted_gaussians(8, shift**2)
+    # within 4 standard errors of the mean over subsets, and 0 for one distribution
+    assert abs(kid - expected) < 4 * spread / np.sqrt(KID_SUBSETS) + 1e-3, (kid, expected)
+    assert spread > 0
+
+
+def test_kid_needs_two_samples_and_far_share_counts_the_gaps():
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        kernel_distance(gaussian(1), gaussian(5), np.random.default_rng(0))
+    reference = gaussian(500)
+    assert far_share(reference[:100], reference) == 0.0
+    assert far_share(gaussian(50, shift=50.0), reference) == 1.0
+    with pytest.raises(ValueError, match="k must be between 1 and 4"):
+        knn_radii(gaussian(5), k=5)
+
+
+def test_the_bce_floor_is_the_targets_own_entropy():
+    assert bce_floor(np.full((3, 4), 0.5)) == pytest.approx(np.log(2))
+    assert bce_floor(np.array([[0.0, 1.0]])) == pytest.approx(0.0, abs=1e-6)

@@ -30,12 +30,16 @@ from wardrobe.metrics import class_key
 from wardrobe.params import load
 from wardrobe.tracking.runs import flatten
 
+QUALITY = ["precision", "recall", "density", "coverage", "kid", "kid_std"]
 PER_MODEL = [
     "test.bce", "test.mse", "test.frechet_distance_reconstructions",
     "test.latent.mean.z0", "test.latent.mean.z1", "test.latent.std.z0", "test.latent.std.z1",
     "test.latent.kl_from_standard_normal",
     "test.generation.frechet_distance", "test.generation.mean_confidence",
     "test.generation.class_entropy_bits", "test.generation.top_class_share",
+    "test.generation.latent_far_share",
+    "test.bce_floor", "test.bce_mean_image", "test.bce_gain",
+    *(f"test.{group}.{m}" for group in ("generation", "reconstructions") for m in QUALITY),
 ]  # fmt: skip
 METRIC_KEYS = {
     *(f"ae.{k}" for k in PER_MODEL),
@@ -43,6 +47,7 @@ METRIC_KEYS = {
     "vae.test.kl", "vae.test.bce_sampled", "vae.test.loss",
     "classifier.test.accuracy", "classifier.test.mean_confidence",
     "classifier.test.frechet_distance_train",
+    *(f"classifier.test.train_reference.{m}" for m in QUALITY),
 }  # fmt: skip
 SHARES = [f"test.generation.class_shares.{class_key(n)}" for n in CLASS_NAMES]
 PLOTS = {"dpi": 30, "scatter_points": 100, "samples": 6, "grid_size": 5, "reconstructions": 4}
@@ -111,6 +116,22 @@ def test_evaluate_writes_every_metric_finite_and_logs_them_into_the_runs(trained
                 (key, shares[model][key.rsplit(".", 1)[1]]) for key in SHARES
             )  # fmt: skip
         assert logged == pytest.approx(expected, rel=1e-9), model
+
+
+def test_the_new_metrics_are_in_range_and_anchor_the_bce(evaluated):
+    reference = evaluated["classifier"]["test"]["train_reference"]
+    for model in ("ae", "vae"):
+        test = evaluated[model]["test"]
+        for scores in (test["generation"], test["reconstructions"], reference):
+            for key in ("precision", "recall", "coverage"):
+                assert 0.0 <= scores[key] <= 1.0, (model, key)
+            assert scores["density"] >= 0.0 and scores["kid_std"] > 0.0
+        # a perfect reconstruction beats the model and the mean image (which the tiny
+        # project's 2-epoch models do not beat: bce_gain may be negative here)
+        assert test["bce_floor"] < min(test["bce"], test["bce_mean_image"]), model
+        gap = test["bce_mean_image"] - test["bce_floor"]
+        assert test["bce_gain"] == pytest.approx((test["bce_mean_image"] - test["bce"]) / gap)
+        assert 0.0 <= test["generation"]["latent_far_share"] <= 1.0
 
 
 def test_reconstruction_metrics_agree_with_keras(trained, evaluated):

@@ -22,13 +22,17 @@ from wardrobe.dataset import CLASS_NAMES, load_split
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import write_json
 from wardrobe.metrics import (
+    bce_floor,
     binary_crossentropy,
     class_distribution,
     class_key,
     entropy_bits,
+    far_share,
     frechet_distance,
     gaussian_fit,
+    generation_metrics,
     kl_divergence,
+    knn_radii,
     latent_statistics,
     mean_squared_error,
 )
@@ -48,11 +52,22 @@ class EvaluationError(WardrobeError):
 @dataclass
 class Scorer:
     """The classifier's features and class probabilities of images, and the test images'
-    feature Gaussian that generated images are compared to."""
+    features that generated images are compared to: their Gaussian (Frechet distance), their
+    k-nearest-neighbour radii (precision, recall, density, coverage) and themselves (KID)."""
 
     model: Any  # image -> (features, probabilities)
     batch_size: int
-    reference: tuple[np.ndarray, np.ndarray]
+    real: np.ndarray  # the test images' features
+    seed: int  # of the KID subsets, apart from the generator that draws latent points
+
+    def __post_init__(self) -> None:
+        self.reference = gaussian_fit(self.real)
+        self.radii = knn_radii(self.real)
+        self.rng = np.random.default_rng([self.seed, 1])
+
+    def against_test(self, features: np.ndarray) -> dict[str, float]:
+        """Precision, recall, density, coverage and KID of features against the test set's."""
+        return generation_metrics(self.real, features, self.rng, self.radii)
 
     def features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(features, class probabilities)."""
@@ -69,6 +84,7 @@ class Scorer:
         features, probabilities = self.features(generated)
         shares = class_distribution(probabilities.argmax(axis=1), len(CLASS_NAMES))
         return {
+            **self.against_test(features),
             "frechet_distance": self.distance(features),
             "mean_confidence": float(probabilities.max(axis=1).mean()),
             "class_entropy_bits": entropy_bits(shares),
@@ -87,17 +103,30 @@ def evaluate_model(
     generated: int,
     batch_size: int,
     seed: int,
+    mean_image: np.ndarray,
 ) -> dict[str, Any]:
-    """The `<model>.test` metrics of one model on the test images."""
+    """The `<model>.test` metrics of one model on the test images; `mean_image` is the mean
+    training image, the reconstruction that knows nothing of its input."""
     rng = np.random.default_rng(seed)
     codes = model.encode(images, batch_size, rng)
     # The AE decodes its embedding; the VAE its z_mean (its best guess, no sampling noise).
-    reconstructions = model.decode(codes.get("z_mean", codes["z"]), batch_size)
+    embeddings = codes.get("z_mean", codes["z"])
+    reconstructions = model.decode(embeddings, batch_size)
+    bce = binary_crossentropy(images, reconstructions)
+    floor = bce_floor(images)
+    blind = binary_crossentropy(images, np.broadcast_to(mean_image, images.shape))
+    reconstructed = scorer.features(reconstructions)[0]
     metrics: dict[str, Any] = {
-        "bce": binary_crossentropy(images, reconstructions),
+        "bce": bce,
         "mse": mean_squared_error(images, reconstructions),
         # How far reconstruction alone (blur, lost detail) moves the features.
-        "frechet_distance_reconstructions": scorer.distance(scorer.features(reconstructions)[0]),
+        "frechet_distance_reconstructions": scorer.distance(reconstructed),
+        # The BCE's anchors: a perfect reconstruction (grey pixels cost even then), and the
+        # mean training image for every input; bce_gain is the share of that gap closed.
+        "bce_floor": floor,
+        "bce_mean_image": blind,
+        "bce_gain": (blind - bce) / (blind - floor),
+        "reconstructions": scorer.against_test(reconstructed),
     }
     if model.variational:
         sampled = binary_crossentropy(images, model.decode(codes["z"], batch_size))
@@ -108,6 +137,8 @@ def evaluate_model(
     metrics["latent"] = latent_statistics(codes["z"])
     points = model.sample_latent(generated, rng, codes["z"])
     metrics["generation"] = scorer.generation_quality(model.decode(points, batch_size))
+    # Claim 2: the share of latent points that fall in the gaps between test embeddings.
+    metrics["generation"]["latent_far_share"] = far_share(points, embeddings)
     return metrics
 
 
@@ -135,7 +166,7 @@ def evaluate(
 
     classifier = feature_model(load_keras(classifier_dir / "classifier.keras"))
     features, probabilities = predict(classifier, images, params.batch_size)
-    scorer = Scorer(classifier, params.batch_size, gaussian_fit(features))
+    scorer = Scorer(classifier, params.batch_size, features, seed)
     rng = np.random.default_rng(seed)
     subset = np.sort(
         rng.choice(len(train_images), min(params.generated, len(train_images)), False)
@@ -147,9 +178,12 @@ def evaluate(
                 "accuracy": float(np.mean(probabilities.argmax(axis=1) == labels)),
                 "mean_confidence": float(probabilities.max(axis=1).mean()),
                 "frechet_distance_train": scorer.distance(train_features),
+                # what real images score: the reference for every generated set
+                "train_reference": scorer.against_test(train_features),
             }
         }
     }
+    mean_image = train_images.mean(axis=0, dtype=np.float64)
     for name, model in models.items():
         log.info("%s on %d test images, %d generated", name, len(images), params.generated)
         metrics[name] = {
@@ -160,6 +194,7 @@ def evaluate(
                 generated=params.generated,
                 batch_size=params.batch_size,
                 seed=seed,
+                mean_image=mean_image,
             )
         }
     require_finite(metrics)

@@ -120,3 +120,140 @@ def entropy_bits(shares: np.ndarray) -> float:
     p = np.asarray(shares, dtype=np.float64)
     p = p[p > 0]
     return float(-np.sum(p * np.log2(p)) + 0.0)
+
+
+# --- quality and coverage of a generated set ------------------------------------------------
+# A Frechet distance mixes two failures: samples unlike any real image (quality) and real
+# images no sample resembles (coverage). These metrics separate them, on the same features.
+
+NEIGHBOURS = 5  # k of the k-nearest-neighbour balls (Kynkaenniemi et al. 2019; Naeem et al. 2020)
+KID_SUBSETS = 50  # subsets KID is averaged over ...
+KID_SUBSET_SIZE = 1000  # ... of this many samples from each set (fewer if a set is smaller)
+_CHUNK = 1024  # rows of a distance matrix held at once: 1024 x 10,000 float64 = 82 MB
+
+
+def _sq_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances between the rows of a and of b, clipped at 0."""
+    d = np.sum(a * a, axis=1)[:, None] + np.sum(b * b, axis=1)[None, :] - 2.0 * (a @ b.T)
+    return np.maximum(d, 0.0)
+
+
+def _chunks(x: np.ndarray):
+    for start in range(0, len(x), _CHUNK):
+        yield x[start : start + _CHUNK]
+
+
+def knn_radii(x: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
+    """Squared distance from each row of x to its k-th nearest other row: the radius of the
+    ball around it that, together with the others, approximates the set's manifold."""
+    x = np.asarray(x, dtype=np.float64)
+    if not 0 < k < len(x):
+        raise ValueError(f"k must be between 1 and {len(x) - 1} for {len(x)} rows, got {k}")
+    # k + 1: the row itself, at distance 0, is its own nearest neighbour
+    return np.concatenate([np.partition(_sq_distances(c, x), k, axis=1)[:, k] for c in _chunks(x)])
+
+
+def _within(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """For each point, how many of the centres' balls contain it."""
+    return np.concatenate(
+        [(_sq_distances(c, centres) <= radii).sum(axis=1) for c in _chunks(points)]
+    )
+
+
+def _nearest_in_ball(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """For each centre, whether its nearest point lies in its ball."""
+    nearest = np.full(len(centres), np.inf)
+    for c in _chunks(points):
+        nearest = np.minimum(nearest, _sq_distances(c, centres).min(axis=0))
+    return nearest <= radii
+
+
+def manifold_metrics(
+    real: np.ndarray,
+    fake: np.ndarray,
+    k: int = NEIGHBOURS,
+    real_radii: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Precision and recall (Kynkaenniemi et al. 2019), density and coverage (Naeem et al.
+    2020) of a generated set `fake` against a real set, on k-nearest-neighbour balls.
+
+    - precision: the share of generated samples inside some real sample's ball (quality);
+    - recall: the share of real samples inside some generated sample's ball (diversity);
+    - density: how many real balls contain a generated sample, on average, divided by k: 1 for
+      samples distributed like the real ones ((k+1)/k for a copy of the real set), above 1
+      where they crowd into dense regions, below where they stray;
+    - coverage: the share of real samples whose ball holds a generated sample (robust to
+      outliers, unlike recall).
+
+    `real_radii` (knn_radii(real, k)) saves recomputing them for several generated sets."""
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    real_radii = knn_radii(real, k) if real_radii is None else real_radii
+    fake_radii = knn_radii(fake, k)
+    inside = _within(fake, real, real_radii)
+    return {
+        "precision": float(np.mean(inside > 0)),
+        "recall": float(np.mean(_within(real, fake, fake_radii) > 0)),
+        "density": float(inside.sum() / (k * len(fake))),
+        "coverage": float(np.mean(_nearest_in_ball(fake, real, real_radii))),
+    }
+
+
+def far_share(points: np.ndarray, reference: np.ndarray, k: int = NEIGHBOURS) -> float:
+    """The share of points outside every k-nearest-neighbour ball of the reference set: in a
+    latent space, the samples that fall in the gaps between the embeddings of real images."""
+    reference = np.asarray(reference, np.float64)
+    inside = _within(np.asarray(points, np.float64), reference, knn_radii(reference, k))
+    return float(np.mean(inside == 0))
+
+
+def _polynomial_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a @ b.T / a.shape[1] + 1.0) ** 3
+
+
+def kernel_distance(
+    real: np.ndarray,
+    fake: np.ndarray,
+    rng: np.random.Generator,
+    subsets: int = KID_SUBSETS,
+    subset_size: int = KID_SUBSET_SIZE,
+) -> tuple[float, float]:
+    """The kernel inception distance (Binkowski et al. 2018) on these features: the unbiased
+    estimate of the squared MMD with the cubic polynomial kernel (x.y/d + 1)^3, averaged over
+    random subsets drawn without replacement; returns (mean, standard deviation over the
+    subsets). Unbiased, so it is near 0 for two samples of one distribution at any size, and
+    may be slightly negative."""
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    m = min(subset_size, len(real), len(fake))
+    if m < 2:
+        raise ValueError(f"need at least 2 samples in each set, got {len(real)} and {len(fake)}")
+    estimates = np.empty(subsets)
+    for s in range(subsets):
+        x = real[rng.choice(len(real), m, replace=False)]
+        y = fake[rng.choice(len(fake), m, replace=False)]
+        kxx, kyy, kxy = (
+            _polynomial_kernel(x, x),
+            _polynomial_kernel(y, y),
+            _polynomial_kernel(x, y),
+        )
+        within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        estimates[s] = within - 2.0 * kxy.mean()
+    return float(estimates.mean()), float(estimates.std(ddof=1) if subsets > 1 else 0.0)
+
+
+def generation_metrics(
+    real: np.ndarray,
+    fake: np.ndarray,
+    rng: np.random.Generator,
+    real_radii: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Precision, recall, density, coverage (k = NEIGHBOURS) and KID (mean and spread over
+    subsets) of fake against real."""
+    kid, kid_std = kernel_distance(real, fake, rng)
+    found = manifold_metrics(real, fake, NEIGHBOURS, real_radii)
+    return {**found, "kid": kid, "kid_std": kid_std}
+
+
+def bce_floor(targets: np.ndarray) -> float:
+    """The BCE of a perfect reconstruction: the targets' own entropy (grey pixels cost even
+    when predicted exactly), with Keras' clipping."""
+    return binary_crossentropy(targets, targets)
