@@ -1,6 +1,8 @@
 """DVC stage `evaluate`: test-set reconstruction losses, latent statistics and generation
 quality of both models, written to reports/metrics.json (DVC metrics) and
-reports/class_shares.json, and logged into the MLflow runs that trained the models."""
+reports/class_shares.json, and logged into one MLflow evaluation run per model (`ae/eval`,
+`vae/eval`, `classifier/eval`: children of the runs that trained them), whose ids go to
+reports/evaluation_runs.json for the plots stage."""
 
 from __future__ import annotations
 
@@ -17,11 +19,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         data="directory of train.npz and test.npz (data/processed)",
         metrics="metrics file (reports/metrics.json)",
         class_shares="the generated images' class shares (reports/class_shares.json)",
+        runs="the evaluation runs' ids (reports/evaluation_runs.json)",
     )  # fmt: skip
     params = load(args.params)
     metrics = evaluate(
-        params.evaluate, params.seed, args.models, args.data, args.metrics, args.class_shares
-    )
+        params.evaluate, params.seed, args.models, args.data, args.metrics, args.class_shares,
+        args.runs,
+    )  # fmt: skip
     ae, vae = metrics["ae"]["test"], metrics["vae"]["test"]
     print(
         f"evaluate: AE test BCE {ae['bce']:.4f}, FD {ae['generation']['frechet_distance']:.2f}; "

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REMOTE_ASSET, ROOT, client_for, dvc, free_port, ran_stages, repo_env
+from wardrobe.params import load
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
@@ -65,17 +66,22 @@ def test_the_ui_serves_the_runs_with_params_metrics_and_figures(ui):
     experiment = api(ui, "experiments/get-by-name", experiment_name="wardrobe")["experiment"]
     runs = api(ui, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
     by_name = {r["info"]["run_name"]: r for r in runs}
-    assert {"ae", "vae", "classifier"} <= set(by_name)
+    assert {"ae", "vae", "classifier", "ae/eval", "vae/eval", "classifier/eval"} <= set(by_name)
     for name in ("ae", "vae"):
-        run = by_name[name]
+        run, evaluation = by_name[name], by_name[f"{name}/eval"]
         params = {p["key"]: p["value"] for p in run["data"]["params"]}
         metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
         assert params[f"{name}.epochs"] == "1" and params["seed"] == "42"
-        assert {"test.bce", "test.generation.frechet_distance", "epoch_seconds"} <= set(metrics)
-        files = api(ui, "artifacts/list", run_id=run["info"]["run_id"], path="figures")["files"]
+        assert "epoch_seconds" in metrics and "test.bce" not in metrics
+        params = {p["key"]: p["value"] for p in evaluation["data"]["params"]}
+        metrics = {m["key"]: m["value"] for m in evaluation["data"]["metrics"]}
+        assert params["evaluate.generated"] == "500" and params["seed"] == "42"
+        assert {"test.bce", "test.generation.frechet_distance"} <= set(metrics)
+        evaluation_id = evaluation["info"]["run_id"]
+        files = api(ui, "artifacts/list", run_id=evaluation_id, path="figures")["files"]
         assert "figures/latent_by_class.png" in {f["path"] for f in files}
         figure = urllib.request.urlopen(
-            f"{ui}/get-artifact?path=figures/generated.png&run_uuid={run['info']['run_id']}",
+            f"{ui}/get-artifact?path=figures/generated.png&run_uuid={evaluation_id}",
             timeout=30,
         ).read()
         assert figure.startswith(b"\x89PNG")
@@ -212,6 +218,42 @@ def test_dvc_exp_run_tags_its_mlflow_runs_with_the_experiment_name(retrained):
     client = client_for(repo)
     experiment = client.get_experiment_by_name("wardrobe").experiment_id
     runs = client.search_runs([experiment], "tags.dvc_exp_name = 'beta-1000'")
-    assert [r.info.run_name for r in runs] == ["vae"]
-    assert runs[0].data.params["vae.beta"] == "1000.0"
-    assert "test.kl" in runs[0].data.metrics  # evaluate logged into the experiment's run
+    by_name = {r.info.run_name: r for r in runs}
+    assert sorted(by_name) == ["ae/eval", "classifier/eval", "vae", "vae/eval"]
+    assert by_name["vae"].data.params["vae.beta"] == "1000.0"
+    assert "test.kl" in by_name["vae/eval"].data.metrics  # the experiment's evaluation
+    assert by_name["vae/eval"].data.tags["mlflow.parentRunId"] == by_name["vae"].info.run_id
+
+
+@pytest.mark.slow
+def test_an_evaluate_only_experiment_adds_evaluation_runs_and_leaves_the_training_runs(
+    retrained,
+):
+    """`dvc exp run -S evaluate.generated=…` after the default: per model, a second
+    evaluation run of the same training run, with the other evaluate.generated; the training
+    runs' metrics as they were."""
+    repo = retrained[0]
+    client = client_for(repo)
+    trained = {
+        model: json.loads((repo / "models" / model / "run.json").read_text())["run_id"]
+        for model in ("ae", "vae", "classifier")
+    }
+    before = {model: client.get_run(run_id).data.metrics for model, run_id in trained.items()}
+    generated = load(repo / "params.yaml").evaluate.generated
+    result = dvc(repo, "exp", "run", "-n", "generated-800", "-S", "evaluate.generated=800")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ran_stages(result.stdout) == ["evaluate", "plots"]
+    experiment = client.get_experiment_by_name("wardrobe").experiment_id
+    for model, run_id in trained.items():
+        assert client.get_run(run_id).data.metrics == before[model], model
+        evaluations = client.search_runs(
+            [experiment], f"tags.mlflow.parentRunId = '{run_id}'",
+            order_by=["attributes.start_time ASC"],
+        )  # fmt: skip
+        assert [r.data.params["evaluate.generated"] for r in evaluations][-2:] == [
+            str(generated), "800",
+        ], model  # fmt: skip
+        assert evaluations[-1].data.tags["dvc_exp_name"] == "generated-800"
+        assert "test.generation.frechet_distance" in evaluations[-1].data.metrics or (
+            model == "classifier"
+        )

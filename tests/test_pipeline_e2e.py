@@ -160,15 +160,24 @@ def test_quick_pipeline_runs_every_stage_and_reruns_only_what_changed(tmp_path, 
     client = client_for(repo)
     experiment = client.get_experiment_by_name("wardrobe").experiment_id
     runs = client.search_runs([experiment], order_by=["attributes.start_time ASC"])
-    assert [(r.info.run_name, r.info.status) for r in runs] == [
-        ("ae", "FINISHED"), ("vae", "FINISHED"), ("classifier", "FINISHED"), ("vae", "FINISHED"),
-    ]  # fmt: skip
-    latest = runs[-1]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    by_name: dict[str, list] = {}
+    for run in runs:
+        by_name.setdefault(run.info.run_name, []).append(run)
+    # two evaluations of each model (one per evaluate), the VAE trained twice
+    assert {name: len(found) for name, found in by_name.items()} == {
+        "ae": 1, "vae": 2, "classifier": 1, "ae/eval": 2, "vae/eval": 2, "classifier/eval": 2,
+    }  # fmt: skip
+    parents = {r.data.tags["mlflow.parentRunId"] for r in by_name["ae/eval"]}
+    assert parents == {by_name["ae"][0].info.run_id}  # both evaluated the one AE
+    latest, evaluation = by_name["vae"][-1], by_name["vae/eval"][-1]
+    assert evaluation.data.tags["mlflow.parentRunId"] == latest.info.run_id
     assert latest.data.params["vae.beta"] == "1000.0"
-    assert latest.data.metrics["test.kl"] == pytest.approx(
+    assert not [k for k in latest.data.metrics if k.startswith("test.")]  # training only
+    assert evaluation.data.metrics["test.kl"] == pytest.approx(
         json.loads((repo / "reports" / "metrics.json").read_text())["vae"]["test"]["kl"]
     )
-    figures = {a.path for a in client.list_artifacts(latest.info.run_id, "figures")}
+    figures = {a.path for a in client.list_artifacts(evaluation.info.run_id, "figures")}
     assert "figures/latent_pvalues.png" in figures and len(figures) == 6
 
     plots = dvc(repo, "plots", "show", "--json")

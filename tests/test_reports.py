@@ -77,10 +77,16 @@ def evaluate(project: Path, name: str = "metrics") -> dict:
     params = load(project / "params.yaml")
     metrics = project / "reports" / f"{name}.json"
     shares = project / "reports" / f"{name}_shares.json"
-    returned = evaluate(params.evaluate, params.seed, "models", "data", metrics, shares)
+    runs = project / "reports" / f"{name}_runs.json"
+    returned = evaluate(params.evaluate, params.seed, "models", "data", metrics, shares, runs)
     written = json.loads(metrics.read_text())
     assert written == returned
     return {**written, "class_shares": json.loads(shares.read_text())}
+
+
+def evaluation_runs(project: Path, name: str = "metrics") -> dict:
+    """What evaluate wrote to reports/<name>_runs.json: {model: {"run_id", "run_name"}}."""
+    return json.loads((project / "reports" / f"{name}_runs.json").read_text())
 
 
 def run_id(project: Path, model: str) -> str:
@@ -92,7 +98,7 @@ def evaluated(trained) -> dict:
     return evaluate(trained)
 
 
-def test_evaluate_writes_every_metric_finite_and_logs_them_into_the_runs(trained, evaluated):
+def test_evaluate_writes_every_metric_finite(evaluated):
     shares = evaluated["class_shares"]
     flat = flatten({k: v for k, v in evaluated.items() if k != "class_shares"})
     assert set(flat) == METRIC_KEYS
@@ -105,17 +111,44 @@ def test_evaluate_writes_every_metric_finite_and_logs_them_into_the_runs(trained
             shares[model].values()
         )
 
+
+def test_each_evaluation_is_a_child_run_linked_to_its_model_and_dataset(trained, evaluated):
+    """Per model, a FINISHED run `<model>/eval` under the training run: the evaluate params
+    and seed, the test set as its `evaluation` input, the model as its model input, and the
+    metrics linked to both (the logged model's page lists them). The training run gets no
+    test metrics."""
+    shares = evaluated["class_shares"]
     client = client_for(trained)
+    runs = evaluation_runs(trained)
+    params = load(trained / "params.yaml")
     for model in ("ae", "vae", "classifier"):
-        run = client.get_run(run_id(trained, model))
-        assert run.info.status == "FINISHED"
-        logged = {k: v for k, v in run.data.metrics.items() if k.startswith("test.")}
+        trained_run = client.get_run(run_id(trained, model))
+        assert not [k for k in trained_run.data.metrics if k.startswith("test.")], model
+        run = client.get_run(runs[model]["run_id"])
+        assert run.info.status == "FINISHED" and run.info.run_name == f"{model}/eval"
+        assert runs[model]["run_name"] == f"{model}/eval"
+        assert run.data.tags["mlflow.parentRunId"] == trained_run.info.run_id
+        assert run.data.params["evaluate.generated"] == str(params.evaluate.generated)
+        assert run.data.params["seed"] == str(params.seed)
         expected = flatten(evaluated[model])
         if model != "classifier":  # the runs keep the class shares too
             expected.update(
                 (key, shares[model][key.rsplit(".", 1)[1]]) for key in SHARES
             )  # fmt: skip
-        assert logged == pytest.approx(expected, rel=1e-9), model
+        assert run.data.metrics == pytest.approx(expected, rel=1e-9), model
+        [dataset] = run.inputs.dataset_inputs
+        assert dataset.dataset.name == "fashion-mnist-test"
+        assert {t.key: t.value for t in dataset.tags} == {"mlflow.data.context": "evaluation"}
+        record = json.loads((trained / "models" / model / "run.json").read_text())
+        model_id = record["models"][0]["model_uri"].removeprefix("models:/")
+        assert [m.model_id for m in run.inputs.model_inputs] == [model_id]
+        linked = {m.key: m for m in client.get_logged_model(model_id).metrics}
+        assert linked[f"test.{KEY[model]}"].dataset_name == "fashion-mnist-test"
+        assert linked[f"test.{KEY[model]}"].dataset_digest == dataset.dataset.digest
+        assert linked[f"test.{KEY[model]}"].run_id == run.info.run_id
+
+
+KEY = {"ae": "bce", "vae": "kl", "classifier": "accuracy"}
 
 
 def test_the_new_metrics_are_in_range_and_anchor_the_bce(evaluated):
@@ -171,7 +204,8 @@ def test_evaluate_is_deterministic(trained, evaluated):
 
 
 def test_evaluate_stage_script_prints_its_summary_quietly(trained):
-    args = ("--metrics", "reports/script.json", "--class-shares", "reports/script_shares.json")
+    args = ("--metrics", "reports/script.json", "--class-shares", "reports/script_shares.json",
+            "--runs", "reports/script_runs.json")  # fmt: skip
     result = run_script(trained, "evaluate", *EVALUATE_ARGS, *args)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("evaluate: AE test BCE ")
@@ -190,7 +224,10 @@ def test_plots_writes_every_figure_at_its_size_and_logs_them(trained):
 
     from wardrobe.figures import FIGURE_SIZES, figure_names
 
-    result = run_script(trained, "plots", *EVALUATE_ARGS, "--out", "reports/figures")
+    result = run_script(
+        trained, "plots", *EVALUATE_ARGS, "--out", "reports/figures",
+        "--runs", "reports/metrics_runs.json",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
         "plots: 11 figures written to reports/figures/ae and reports/figures/vae"
@@ -206,24 +243,31 @@ def test_plots_writes_every_figure_at_its_size_and_logs_them(trained):
             assert png_size(out / f"{name}.png") == (width, height), name
             pixels = matplotlib.image.imread(out / f"{name}.png")  # decodes the whole file
             assert pixels.shape[:2] == (height, width) and pixels.std() > 0.05, name
-        artifacts = {a.path for a in client.list_artifacts(run_id(trained, model), "figures")}
+        evaluation = evaluation_runs(trained)[model]["run_id"]
+        artifacts = {a.path for a in client.list_artifacts(evaluation, "figures")}
         assert artifacts == {f"figures/{n}.png" for n in names}
+        assert client.list_artifacts(run_id(trained, model), "figures") == []
     assert "latent_pvalues" in figure_names("vae") and "latent_pvalues" not in figure_names("ae")
 
 
 def test_a_store_without_the_runs_still_gets_metrics_and_a_warning(trained, tmp_path):
     other = f"sqlite:///{tmp_path / 'other.db'}"
-    args = ("--metrics", "reports/elsewhere.json", "--class-shares", "reports/e_shares.json")
+    args = ("--metrics", "reports/elsewhere.json", "--class-shares", "reports/e_shares.json",
+            "--runs", "reports/e_runs.json")  # fmt: skip
     result = run_script(
         trained, "evaluate", *EVALUATE_ARGS, *args, env={"MLFLOW_TRACKING_URI": other}
     )
     assert result.returncode == 0, result.stderr
     assert f"is not in {other}; its results are written to files only" in result.stderr
     assert (trained / "reports" / "elsewhere.json").is_file()
+    assert json.loads((trained / "reports" / "e_runs.json").read_text()) == dict.fromkeys(
+        ("classifier", "ae", "vae")
+    )
 
 
 def test_an_unreachable_tracking_server_fails_evaluate_before_the_work(trained, closed_port_url):
-    args = ("--metrics", "reports/never.json", "--class-shares", "reports/never_shares.json")
+    args = ("--metrics", "reports/never.json", "--class-shares", "reports/never_shares.json",
+            "--runs", "reports/never_runs.json")  # fmt: skip
     result = run_script(
         trained, "evaluate", *EVALUATE_ARGS, *args,
         env={"MLFLOW_TRACKING_URI": closed_port_url, "WARDROBE_LOG_LEVEL": "DEBUG"},
@@ -236,9 +280,11 @@ def test_an_unreachable_tracking_server_fails_evaluate_before_the_work(trained, 
 @pytest.mark.parametrize(
     "stage, args, outputs",
     [
-        ("evaluate", ("--metrics", "reports/metrics.json", "--class-shares", "reports/s.json"),
-         ("reports/metrics.json", "reports/s.json")),
-        ("plots", ("--out", "reports/figures"), ("reports/figures",)),
+        ("evaluate", ("--metrics", "reports/metrics.json", "--class-shares", "reports/s.json",
+                      "--runs", "reports/r.json"),
+         ("reports/metrics.json", "reports/s.json", "reports/r.json")),
+        ("plots", ("--out", "reports/figures", "--runs", "reports/metrics_runs.json"),
+         ("reports/figures",)),
     ],
 )  # fmt: skip
 def test_a_corrupt_store_fails_before_the_work_and_writes_nothing(
@@ -266,7 +312,7 @@ def test_a_damaged_model_fails_with_one_line_and_keeps_the_old_metrics(trained, 
     (copy / "models" / "classifier" / "classifier.keras").write_bytes(b"not a keras file")
     result = run_script(
         copy, "evaluate", *EVALUATE_ARGS, "--metrics", "reports/metrics.json",
-        "--class-shares", "reports/metrics_shares.json",
+        "--class-shares", "reports/metrics_shares.json", "--runs", "reports/metrics_runs.json",
     )  # fmt: skip
     assert_one_line_error(
         result, "evaluate", "classifier.keras: cannot be loaded", "dvc repro -f train_classifier"
@@ -288,8 +334,9 @@ def test_readme_results_section_is_generated(trained, evaluated, tmp_path):
     if not (trained / "reports" / "figures" / "vae" / "generated.png").exists():
         from wardrobe.plots import plot
 
+        runs = trained / "reports" / "metrics_runs.json"
         params = load(trained / "params.yaml")
-        plot(params.plots, params.seed, "models", "data", "reports/figures")
+        plot(params.plots, params.seed, "models", "data", "reports/figures", runs)
     readme = tmp_path / "README.md"
     readme.write_text(f"# Title\n\n{report.BEGIN}\nold text\n{report.END}\n\n## After\n")
     args = [

@@ -8,10 +8,13 @@ import json
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import (
     assert_one_line_error,
@@ -48,6 +51,7 @@ def runs_of(project, order: str = "DESC"):
 @pytest.mark.parametrize("model", ["ae", "vae"])
 def test_smoke_training_records_a_complete_run(project, model, monkeypatch):
     monkeypatch.setenv("DVC_EXP_NAME", "quick-exp")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
     trained = train(project, model)
     out = project / "models" / model
     assert {p.name for p in out.iterdir()} == FILES[model]
@@ -79,6 +83,20 @@ def test_smoke_training_records_a_complete_run(project, model, monkeypatch):
     assert tags["git_dirty"] == "false"
     assert tags["dvc_exp_name"] == "quick-exp"
     assert len(tags["processed_data_sha256"]) == 64
+    # the splits as the run's inputs; without dvc.lock, digested by their SHA-256
+    assert tags["processed_data_dvc"] == "not in dvc.lock"
+    inputs = {
+        d.dataset.name: (d.dataset.digest, {t.key: t.value for t in d.tags}["mlflow.data.context"])
+        for d in run.inputs.dataset_inputs
+    }  # fmt: skip
+    digest = tags["processed_data_sha256"][:32]
+    assert inputs == {
+        "fashion-mnist-train": (digest, "training"), "fashion-mnist-test": (digest, "validation"),
+    }  # fmt: skip
+    # CPU and memory, sampled while it trained
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(
+        run.data.metrics
+    )
 
     decoder_name = f"wardrobe-{model}-decoder"
     version = client.get_model_version_by_alias(decoder_name, "candidate")
@@ -296,6 +314,72 @@ def test_parallel_stages_on_a_new_sqlite_store_create_its_schema_once(tmp_path):
         assert out.strip() == f"sqlite:///{tmp_path / 'mlflow.db'}"
     experiments = client_for(tmp_path).search_experiments()
     assert sorted(e.name for e in experiments) == ["Default", "wardrobe"]
+
+
+def test_parallel_runs_log_the_same_new_dataset_without_conflict(tmp_path):
+    """Four processes log one new dataset into runs of a shared store at the same moment: the
+    store looks it up, then inserts it, so all but one may find it missing; each must
+    succeed, and the store keep one dataset that all four runs name."""
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    code = (
+        "import sys, time, mlflow, numpy as np\n"
+        "from wardrobe.tracking.store import configure\n"
+        "from wardrobe.tracking.datasets import dataset_inputs, log_inputs, split_datasets\n"
+        "configure()\n"
+        "data = {'test': (np.zeros((4, 28, 28, 1), 'float32'), np.arange(4))}\n"
+        "found = split_datasets(data, 'data', 'f' * 64)\n"
+        "run = mlflow.MlflowClient().create_run(mlflow.get_experiment_by_name('wardrobe')"
+        ".experiment_id)\n"
+        "time.sleep(max(0.0, float(sys.argv[1]) - time.time()))\n"
+        "log_inputs(mlflow.MlflowClient(), run.info.run_id,"
+        " dataset_inputs(found.datasets, {'test': 'evaluation'}))\n"
+    )
+    configured = subprocess.run(
+        [sys.executable, "-c", "from wardrobe.tracking.store import configure; configure()"],
+        cwd=tmp_path, env=stage_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert configured.returncode == 0, configured.stderr
+    start = str(time.time() + 8)  # after every process has imported MLflow
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    command = [sys.executable, "-c", code, start]
+    processes = [
+        subprocess.Popen(command, cwd=tmp_path, env=stage_env(), **pipes) for _ in range(4)
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    client = client_for(tmp_path)
+    experiment = client.get_experiment_by_name("wardrobe").experiment_id
+    runs = client.search_runs([experiment])
+    assert len(runs) == 4
+    named = {(d.dataset.name, d.dataset.digest) for r in runs for d in r.inputs.dataset_inputs}
+    assert named == {("fashion-mnist-test", "f" * 32)}
+    assert all(len(r.inputs.dataset_inputs) == 1 for r in runs)
+
+
+def test_dvc_hash_is_the_lock_s_hash_only_for_the_files_it_lists(tmp_path):
+    from wardrobe.tracking.datasets import dvc_hash
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    env = stage_env()
+    dvc = [str(Path(sys.executable).parent / "dvc")]
+    subprocess.run([*dvc, "init", "-q"], cwd=repo, check=True, env=env)
+    make = "mkdir -p out && echo a > out/train.npz && echo b > out/test.npz"
+    subprocess.run([*dvc, "stage", "add", "-q", "-n", "prep", "-o", "out", make],
+                   cwd=repo, check=True, env=env)  # fmt: skip
+    subprocess.run([*dvc, "repro", "-q"], cwd=repo, check=True, env=env)
+    recorded = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["prep"]["outs"][0]
+    assert dvc_hash(repo / "out", repo) == recorded["md5"] and recorded["md5"].endswith(".dir")
+    (repo / "out" / "extra.npz").write_text("c")
+    assert dvc_hash(repo / "out", repo) is None  # a file the listing lacks
+    (repo / "out" / "extra.npz").unlink()
+    (repo / "out" / "test.npz").chmod(0o644)
+    (repo / "out" / "test.npz").write_text("changed")
+    assert dvc_hash(repo / "out", repo) is None  # a file that differs
+    assert dvc_hash(repo / "elsewhere", repo) is None  # a path dvc.lock does not name
+    assert dvc_hash(repo / "out", tmp_path) is None  # no dvc.lock
 
 
 def test_project_root_outside_dvc_temporary_copies(tmp_path):

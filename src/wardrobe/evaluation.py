@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from wardrobe.dataset import CLASS_NAMES, load_split
+from wardrobe.dataset import CLASS_NAMES, load_split, split_digests
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import write_json
 from wardrobe.metrics import (
@@ -38,7 +38,9 @@ from wardrobe.metrics import (
 )
 from wardrobe.models.classifier import feature_model
 from wardrobe.params import EvaluateParams
-from wardrobe.tracking.runs import flatten, log_to_recorded_run
+from wardrobe.tracking.datasets import data_fingerprint, split_datasets
+from wardrobe.tracking.evaluations import log_evaluation
+from wardrobe.tracking.runs import flatten
 from wardrobe.tracking.store import check_store
 from wardrobe.trained import TrainedModel, load_keras, load_trained, predict, read_run_record
 
@@ -149,13 +151,15 @@ def evaluate(
     data_dir: str | os.PathLike[str],
     metrics_path: str | os.PathLike[str],
     class_shares_path: str | os.PathLike[str],
+    runs_path: str | os.PathLike[str],
 ) -> dict[str, Any]:
     """The evaluate stage: the classifier's accuracy and the Frechet distance from train to
     test images (the floor generated images are measured against), then each model's
-    metrics. Every value is logged into the MLflow run that trained its model, then written:
-    the per-class shares of generated images to `class_shares_path`, the rest to
-    `metrics_path`. Returns what metrics_path holds; raises EvaluationError on a value
-    that is not finite, before anything is logged or written."""
+    metrics. Each model's values go into an evaluation run of its own, a child of the run
+    that trained it (`tracking.evaluations`), then to files: the per-class shares of
+    generated images to `class_shares_path`, the rest to `metrics_path`, and the evaluation
+    runs (for `plots`) to `runs_path`. Returns what metrics_path holds; raises
+    EvaluationError on a value that is not finite, before anything is logged or written."""
     check_store()  # fail before the work, not after
     images, labels = load_split(Path(data_dir) / "test.npz")
     train_images, _ = load_split(Path(data_dir) / "train.npz")
@@ -198,11 +202,24 @@ def evaluate(
             )
         }
     require_finite(metrics)
-    for name, record in records.items():
-        log_to_recorded_run(record, flatten(metrics[name]))
+    fingerprint = data_fingerprint(split_digests(data_dir))
+    test_set = split_datasets({"test": (images, labels)}, data_dir, fingerprint)
+    runs = {
+        name: log_evaluation(
+            record, params.model_dump(), seed, flatten(metrics[name]), test_set, fingerprint
+        )
+        for name, record in records.items()
+    }
     shares = {name: metrics[name]["test"]["generation"].pop("class_shares") for name in models}
     write_json(class_shares_path, shares)
     write_json(metrics_path, metrics)
+    write_json(
+        runs_path,
+        {
+            name: run_id and {"run_id": run_id, "run_name": f"{name}/eval"}
+            for name, run_id in runs.items()
+        },
+    )
     return metrics
 
 

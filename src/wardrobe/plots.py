@@ -5,14 +5,17 @@ trained the models. What each figure shows is drawn by `figures`; this module co
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import norm
 
 from wardrobe.dataset import load_split
+from wardrobe.errors import DataError
 from wardrobe.figures import (
     MODEL_TITLES,
     generated_figure,
@@ -39,11 +42,13 @@ def plot(
     models_dir: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
+    runs_path: str | os.PathLike[str],
 ) -> list[Path]:
     """Draw every figure of the AE and the VAE into out_dir/ae and out_dir/vae, each
-    directory logged into its model's run; both directories are replaced only once every
-    figure is drawn and logged. Returns the paths."""
+    directory logged into its model's evaluation run (runs_path, written by evaluate); both
+    directories are replaced only once every figure is drawn and logged. Returns the paths."""
     check_store()  # fail before the work, not after
+    runs = read_evaluation_runs(runs_path)
     images, labels = load_split(Path(data_dir) / "test.npz")
     models = {name: load_trained(models_dir, name) for name in ("ae", "vae")}
     drawn: dict[str, list[Path]] = {}
@@ -51,7 +56,8 @@ def plot(
         for name, model in models.items():  # each directory swaps in when `swaps` ends
             staging = swaps.enter_context(atomic_dir(Path(out_dir) / name))
             drawn[name] = draw_model_figures(model, images, labels, params, seed, staging)
-            log_to_recorded_run(model.run, artifacts=staging, artifact_path="figures")
+            if runs.get(name):  # None: the store lacks the training run; files only
+                log_to_recorded_run(runs[name], artifacts=staging, artifact_path="figures")
         writing.enter_context(uninterrupted("writing the figures"))  # both swaps, whole
     written = []
     for name, paths in drawn.items():
@@ -59,6 +65,19 @@ def plot(
         log.info("%s: %s written to %s", name, ", ".join(p.name for p in paths), out)
         written += [out / p.name for p in paths]
     return written
+
+
+def read_evaluation_runs(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """{model: {"run_id", "run_name"} or None}, as evaluate wrote it."""
+    try:
+        runs = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        raise DataError(f"{path}: missing or unreadable; run `dvc repro evaluate`") from None
+    if not isinstance(runs, dict) or not all(
+        r is None or (isinstance(r, dict) and "run_id" in r) for r in runs.values()
+    ):
+        raise DataError(f"{path}: not what evaluate writes; run `dvc repro evaluate`")
+    return runs
 
 
 def grid_axes(model: TrainedModel, z: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import subprocess
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -120,7 +119,7 @@ def training_run(
 
     uri = mlflow.get_tracking_uri()
     with store_errors(uri):
-        run = mlflow.start_run(run_name=run_name, tags=dict(tags))
+        run = mlflow.start_run(run_name=run_name, tags=dict(tags), log_system_metrics=True)
     try:
         with store_errors(uri):
             mlflow.log_params(flatten(params))
@@ -133,40 +132,40 @@ def training_run(
         mlflow.end_run("FINISHED")
 
 
-def log_to_recorded_run(
-    record: Mapping[str, Any],
-    metrics: Mapping[str, float] | None = None,
-    artifacts: str | os.PathLike[str] | None = None,
-    artifact_path: str | None = None,
-) -> bool:
-    """Add metrics and/or a directory of artifacts to the finished run a training stage
-    recorded in its run.json, without changing the run's status. The run is looked up in
-    the current store (`tracking_uri()`); when that store does not hold it (models restored
-    from a DVC cache that another store's runs made), log a warning and return False."""
-    import mlflow
-    from mlflow.entities import Metric
+def recorded_run(client: Any, record: Mapping[str, Any]) -> Any | None:
+    """The run a record (run.json, or an evaluation's entry) names, from the client's store;
+    None, with a warning, when that store does not hold it (models restored from a DVC
+    cache that another store's runs made)."""
     from mlflow.exceptions import MlflowException
 
-    uri = tracking_uri()  # the callers have checked it first (`store.check_store`)
-    client = mlflow.MlflowClient(tracking_uri=uri)
+    uri = client.tracking_uri
     run_id = str(record["run_id"])
     with store_errors(uri):
         try:
-            client.get_run(run_id)
+            return client.get_run(run_id)
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-            log.warning(
-                "MLflow run %s (%s) is not in %s; its results are written to files only",
-                run_id, record.get("run_name", "?"), uri,
-            )  # fmt: skip
-            return False
+    log.warning(
+        "MLflow run %s (%s) is not in %s; its results are written to files only",
+        run_id, record.get("run_name", "?"), uri,
+    )  # fmt: skip
+    return None
+
+
+def log_to_recorded_run(
+    record: Mapping[str, Any], artifacts: str | os.PathLike[str], artifact_path: str
+) -> bool:
+    """Add a directory of artifacts to the finished run a record names, without changing the
+    run's status. The run is looked up in the current store (`tracking_uri()`); when that
+    store does not hold it, log a warning and return False."""
+    import mlflow
+
+    uri = tracking_uri()  # the callers have checked it first (`store.check_store`)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    if recorded_run(client, record) is None:
+        return False
+    run_id = str(record["run_id"])
     with store_errors(uri, f"failed while logging to run {run_id}"):
-        if metrics:
-            now = int(time.time() * 1000)
-            client.log_batch(
-                run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
-            )
-        if artifacts is not None:
-            client.log_artifacts(run_id, str(artifacts), artifact_path)
+        client.log_artifacts(run_id, str(artifacts), artifact_path)
     return True

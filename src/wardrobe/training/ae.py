@@ -26,7 +26,9 @@ def train(params: AEParams, seed: int, data_dir: Path, checks: Path, out_dir: Pa
     autoencoder.compile(
         optimizer=keras.optimizers.Adam(params.learning_rate), loss=LOSSES[params.loss]
     )
-    with training_session("ae", params, seed, data, digests, out_dir) as session:
+    with training_session(
+        "ae", params, seed, data, digests, out_dir, data_dir=data_dir
+    ) as session:
         history = session.fit(autoencoder, target="images")
         parts = {"autoencoder": autoencoder, "encoder": encoder, "decoder": decoder}
         session.save(history, parts, register=["decoder"])

@@ -34,7 +34,9 @@ def train(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    with training_session("classifier", params, seed, data, digests, out_dir) as session:
+    with training_session(
+        "classifier", params, seed, data, digests, out_dir, data_dir=data_dir
+    ) as session:
         history = session.fit(classifier, target="labels")
         accuracy = float(history["val_accuracy"].iloc[-1])
         if not accuracy >= params.min_accuracy:  # a weak classifier's features would mislead

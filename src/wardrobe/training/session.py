@@ -14,7 +14,6 @@ tracking store) marks the run FAILED or KILLED and leaves out_dir as it was.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import time
@@ -31,6 +30,13 @@ from wardrobe.dataset import SPLITS
 from wardrobe.fsio import atomic_dir, write_json
 from wardrobe.params import TrainingParams
 from wardrobe.processes import uninterrupted
+from wardrobe.tracking.datasets import (
+    TRAINING_CONTEXTS,
+    data_fingerprint,
+    dataset_inputs,
+    log_inputs,
+    split_datasets,
+)
 from wardrobe.tracking.models import (
     EpochMetrics,
     LoggedModel,
@@ -61,14 +67,6 @@ class Trained:
     last_epoch: dict[str, float]  # the history's last row
 
 
-def data_fingerprint(digests: Mapping[str, str]) -> str:
-    """One SHA-256 over the data files' own SHA-256 digests (train, then test)."""
-    digest = hashlib.sha256()
-    for file_digest in digests.values():
-        digest.update(file_digest.encode())
-    return digest.hexdigest()
-
-
 @contextlib.contextmanager
 def training_session(
     name: str,
@@ -77,10 +75,13 @@ def training_session(
     data: Mapping[str, Split],
     data_digests: Mapping[str, str],
     out_dir: str | os.PathLike[str],
+    *,
+    data_dir: str | os.PathLike[str],
 ) -> Iterator[TrainingSession]:
     """A training's MLflow run (named `name`, with `params` logged under `name.` and `seed`,
-    tagged with the data's digests) and a staging directory that replaces out_dir when the
-    block ends without an error.
+    tagged with the data's digests, the splits read from data_dir logged as its `training`
+    and `validation` inputs, CPU and memory logged as system metrics) and a staging directory
+    that replaces out_dir when the block ends without an error.
 
     Publishing is done whole or not at all: before it (the block), any failure or interrupt
     ends the run FAILED or KILLED and deletes the model versions it registered; the
@@ -89,7 +90,9 @@ def training_session(
 
     uri = configure()
     end_abandoned_runs()
-    tags = run_tags(data_fingerprint(data_digests))
+    fingerprint = data_fingerprint(data_digests)
+    inputs = split_datasets(data, data_dir, fingerprint)
+    tags = {**run_tags(fingerprint), **inputs.tags()}
     logged_params = {
         "seed": seed,
         name: params.model_dump(),
@@ -101,6 +104,9 @@ def training_session(
         try:
             with atomic_dir(out_dir) as staging:
                 with training_run(name, logged_params, tags) as run:
+                    client = mlflow.MlflowClient()
+                    datasets = dataset_inputs(inputs.datasets, TRAINING_CONTEXTS)
+                    log_inputs(client, run.info.run_id, datasets)
                     session = TrainingSession(name, params, seed, data, staging, run, uri)
                     yield session
                     publishing.enter_context(uninterrupted(f"publishing {name}"))

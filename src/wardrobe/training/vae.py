@@ -22,7 +22,9 @@ def train(params: VAEParams, seed: int, data_dir: Path, checks: Path, out_dir: P
     seed_everything(seed, params.deterministic)
     vae, encoder, decoder = build_vae(params.latent_dim, params.filters, params.beta, seed=seed)
     vae.compile(optimizer=keras.optimizers.Adam(params.learning_rate))
-    with training_session("vae", params, seed, data, digests, out_dir) as session:
+    with training_session(
+        "vae", params, seed, data, digests, out_dir, data_dir=data_dir
+    ) as session:
         history = session.fit(vae, target=None)  # the VAE's train_step computes its own loss
         parts = {"vae": vae, "encoder": encoder, "decoder": decoder}
         session.save(history, parts, register=["decoder"])
