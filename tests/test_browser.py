@@ -116,12 +116,15 @@ def browser():
 
 
 @pytest.mark.slow
-def test_the_ui_shows_runs_and_their_comparison_in_a_browser(ui, browser, tmp_path_factory):
+def test_the_ui_shows_runs_models_datasets_and_comparisons_in_a_browser(
+    retrained, ui, browser, tmp_path_factory
+):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     experiment = api(ui, "experiments/get-by-name", experiment_name="wardrobe")["experiment"]
     eid = experiment["experiment_id"]
+    repo = retrained[0]
     runs = api(ui, "runs/search", {"experiment_ids": [eid]})["runs"]
     ids = {r["info"]["run_name"]: r["info"]["run_id"] for r in runs}
     shots = tmp_path_factory.mktemp("screenshots")
@@ -137,20 +140,47 @@ def test_the_ui_shows_runs_and_their_comparison_in_a_browser(ui, browser, tmp_pa
 
             return check
 
-        # The experiment's runs table (MLflow 3 opens experiments on a GenAI overview).
+        # The experiment's runs table (MLflow 3 opens experiments on a GenAI overview): the
+        # training runs with their datasets, and, expanded, the evaluation runs nested in
+        # them with theirs.
         driver.get(f"{ui}/#/experiments/{eid}/runs")
-        WebDriverWait(driver, 90).until(page_shows({"Training runs", "ae", "vae", "classifier"}))
+        WebDriverWait(driver, 90).until(
+            page_shows({"Training runs", "ae", "vae", "classifier"}, ("fashion-mnist-train (",))
+        )
+        for expander in driver.find_elements(
+            By.CSS_SELECTOR, "button[data-component-id*='runnamecellrenderer']"
+        ):
+            expander.click()  # the row's child runs
+        WebDriverWait(driver, 90).until(
+            page_shows({"ae/eval", "vae/eval", "classifier/eval"}, ("fashion-mnist-test (",))
+        )
         driver.save_screenshot(str(shots / "experiment.png"))
 
-        compared = json.dumps([ids["ae"], ids["vae"]])
+        # The AE's logged model: its evaluation metrics, each with its dataset and run.
+        model_id = json.loads((repo / "models" / "ae" / "run.json").read_text())["models"][0][
+            "model_uri"
+        ].removeprefix("models:/")
+        driver.get(f"{ui}/#/experiments/{eid}/models/{model_id}")
+        WebDriverWait(driver, 90).until(
+            page_shows(
+                {"autoencoder", "test.bce", "test.generation.precision", "ae/eval"},
+                ("fashion-mnist-test (#",),
+            )
+        )
+        driver.save_screenshot(str(shots / "model.png"))
+
+        compared = json.dumps([ids["ae/eval"], ids["vae/eval"]])
         driver.get(f"{ui}/#/compare-runs?runs={urllib.parse.quote(compared)}"
                    f"&experiments={urllib.parse.quote(json.dumps([eid]))}")  # fmt: skip
         WebDriverWait(driver, 90).until(
-            page_shows({"Comparing 2 Runs from 1 Experiment", "ae", "vae"}, ("test.bce",))
+            page_shows(
+                {"Comparing 2 Runs from 1 Experiment", "ae/eval", "vae/eval"},
+                ("test.bce", "test.generation.coverage"),
+            )
         )
         driver.save_screenshot(str(shots / "compare.png"))
         body = driver.find_element(By.TAG_NAME, "body").text
-        assert "Run Name:" in body and "epoch_seconds" in body
+        assert "Run Name:" in body and "evaluate.generated" in body
         # The whole page in one tall screenshot: params, metrics and tags of both runs.
         driver.set_window_size(1600, 3200)
         time.sleep(2)  # the page re-lays itself out for the new size

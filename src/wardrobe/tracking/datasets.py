@@ -32,9 +32,9 @@ log = logging.getLogger(__name__)
 NAMES = {"train": "fashion-mnist-train", "test": "fashion-mnist-test"}
 TRAINING_CONTEXTS = {"train": "training", "test": "validation"}
 EVALUATION_CONTEXT = "evaluation"
-NOT_IN_DVC = "not in dvc.lock"
+NOT_IN_DVC = "not in dvc.lock"  # the processed_data_dvc tag when DVC's hash does not apply
 # How a store reports the insert that lost the race (SQLite, PostgreSQL through SQLAlchemy).
-DUPLICATE_INSERT = ("UNIQUE constraint failed", "UniqueViolation", "duplicate key value")  # the processed_data_dvc tag when DVC's hash does not apply
+DUPLICATE_INSERT = ("UNIQUE constraint failed", "UniqueViolation", "duplicate key value")
 
 
 def _md5(path: Path) -> str:
