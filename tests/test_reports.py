@@ -355,6 +355,14 @@ def test_readme_results_section_is_generated(trained, evaluated, tmp_path):
     assert f"{evaluated['vae']['test']['kl']:.2f}" in text
     top = max(evaluated["class_shares"]["vae"].values())
     assert "| most common generated class | " in text and f"{top:.1%} (" in text
+    # the claims, each answered by its numbers
+    generation = evaluated["ae"]["test"]["generation"]
+    assert "- **The AE's uniform samples land in gaps (claim 2).** " in text
+    assert f"{generation['latent_far_share']:.0%} of the points drawn uniformly" in text
+    assert f"have a precision of {generation['precision']:.2f} (the VAE's: " in text
+    coverage = evaluated["vae"]["test"]["generation"]["coverage"]
+    assert f"The VAE's samples reach {coverage:.0%} of the test images' neighbourhoods" in text
+    assert "| generated images: coverage (test images' balls reached) | " in text
     for model, name, _ in report.KEY_FIGURES:
         assert f"](docs/figures/{model}_{name}.png)" in text
         assert (tmp_path / "docs" / "figures" / f"{model}_{name}.png").is_file()

@@ -82,7 +82,18 @@ ROWS: tuple[tuple[str, str, int], ...] = (  # (label, key under <model>.test, di
     ("Frechet distance: generated images", "generation.frechet_distance", 1),
     ("classifier's mean confidence on generated images", "generation.mean_confidence", 3),
     ("entropy of generated classes (bits; even split 3.32)", "generation.class_entropy_bits", 2),
+    ("share of the BCE gap, mean image to perfect, closed", "bce_gain", 3),
+    ("generated images: precision (like some test image)", "generation.precision", 3),
+    ("generated images: recall (test images they resemble)", "generation.recall", 3),
+    ("generated images: density (1: spread like test images)", "generation.density", 3),
+    ("generated images: coverage (test images' balls reached)", "generation.coverage", 3),
+    ("generated images: KID", "generation.kid", 3),
+    ("generated images: KID's spread over subsets", "generation.kid_std", 3),
+    ("latent samples outside every test embedding's 5-NN ball", "generation.latent_far_share", 3),
+    ("test reconstructions: precision", "reconstructions.precision", 3),
+    ("test reconstructions: recall", "reconstructions.recall", 3),
 )
+QUALITY = ("precision", "recall", "density", "coverage", "kid")
 
 
 def metrics_table(metrics: Mapping[str, Any], class_shares: Mapping[str, Any]) -> str:
@@ -103,10 +114,76 @@ def metrics_table(metrics: Mapping[str, Any], class_shares: Mapping[str, Any]) -
         "the Frechet distance between train images and the test images, the floor for real "
         f"images, is {_num(classifier.get('frechet_distance_train'), 2)}.",
     ]
+    reference = classifier.get("train_reference")
+    if reference:
+        scores = ", ".join(f"{k} {_num(reference.get(k), 3)}" for k in QUALITY)
+        lines[-1] += f" Real train images against the test images score {scores}."
     return "\n".join(lines)
 
 
-def results_section(table: str, figures_dir: Path, docs_dir: Path, readme_dir: Path) -> str:
+def _pct(value: float) -> str:
+    return f"{value:.0%}"
+
+
+def claims(metrics: Mapping[str, Any], class_shares: Mapping[str, Any]) -> str:
+    """What the metrics say about the lecture's claims 1 to 3, as Markdown bullets whose
+    every number and comparison comes from the metrics; empty when they lack the keys."""
+    ae, vae = _get(metrics, "ae.test"), _get(metrics, "vae.test")
+    reference = _get(metrics, "classifier.test.train_reference")
+    needed = ("bce_gain", "reconstructions", "generation", "latent")
+    if not (ae and vae and reference and all(k in ae and k in vae for k in needed)):
+        return ""
+    gen_ae, gen_vae = ae["generation"], vae["generation"]
+    rec_ae, rec_vae = ae["reconstructions"], vae["reconstructions"]
+    kl_ae, kl_vae = (m["latent"]["kl_from_standard_normal"] for m in (ae, vae))
+    fd_ae, fd_vae = gen_ae["frechet_distance"], gen_vae["frechet_distance"]
+    kid_closer = "the AE's" if gen_ae["kid"] < gen_vae["kid"] else "the VAE's"
+    fd_closer = "the AE's" if fd_ae < fd_vae else "the VAE's"
+    gaps_cost = gen_ae["precision"] < rec_ae["precision"]
+    covers_more = gen_vae["coverage"] > gen_ae["coverage"]
+    top = {m: _top_class(class_shares.get(m)) for m in ("ae", "vae")}
+    bullets = [
+        f"- **Reconstruction (claim 1).** Of the BCE gap between giving every input the mean "
+        f"training image ({ae['bce_mean_image']:.4f}) and a perfect reconstruction "
+        f"({ae['bce_floor']:.4f}: grey pixels cost even then), the AE closes "
+        f"{_pct(ae['bce_gain'])} and the VAE {_pct(vae['bce_gain'])}. Their reconstructions "
+        f"have a precision of {rec_ae['precision']:.2f} and {rec_vae['precision']:.2f} "
+        f"against the test images; real train images reach {reference['precision']:.2f}.",
+        f"- **The AE's uniform samples land in gaps (claim 2).** "
+        f"{_pct(gen_ae['latent_far_share'])} of the points drawn uniformly in the AE's "
+        f"embedding box lie outside every test embedding's 5-nearest-neighbour ball, against "
+        f"{_pct(gen_vae['latent_far_share'])} of the VAE's draws from N(0, I). The images "
+        f"they decode to have a precision of {gen_ae['precision']:.2f} (the VAE's: "
+        f"{gen_vae['precision']:.2f}), "
+        + (
+            f"below the {rec_ae['precision']:.2f} of the AE's own reconstructions: the gaps "
+            "cost realism."
+            if gaps_cost
+            else f"no lower than the {rec_ae['precision']:.2f} of the AE's own "
+            "reconstructions: the gaps do not cost realism in this feature space."
+        ),
+        f"- **Centring and coverage (claim 3).** A Gaussian fitted to the VAE's embeddings is "
+        f"{kl_vae:.2f} nats from N(0, I) (the AE's: {kl_ae:.2f}). The VAE's samples reach "
+        f"{_pct(gen_vae['coverage'])} of the test images' neighbourhoods (coverage; recall "
+        f"{gen_vae['recall']:.2f}), the AE's {_pct(gen_ae['coverage'])} (recall "
+        f"{gen_ae['recall']:.2f}): the VAE covers {'more' if covers_more else 'less'} of the "
+        f"data. The most common generated class takes {top['vae']} for the VAE and "
+        f"{top['ae']} for the AE.",
+        f"- **One distance against two measures.** The Frechet distance puts {fd_closer} "
+        f"samples closer to the test images ({fd_ae:.1f} against {fd_vae:.1f}), KID puts "
+        f"{kid_closer} ({gen_ae['kid']:.3f} ± {gen_ae['kid_std']:.3f} against "
+        f"{gen_vae['kid']:.3f} ± {gen_vae['kid_std']:.3f}); precision and coverage above "
+        "say which part of the difference is quality and which is coverage.",
+    ]
+    intro = (
+        "What these numbers say about the lecture's claims ([the metrics](docs/evaluation.md)):"
+    )
+    return "\n".join([intro, "", *bullets])
+
+
+def results_section(
+    table: str, figures_dir: Path, docs_dir: Path, readme_dir: Path, reading: str = ""
+) -> str:
     """The README's results section; copies the key figures into docs_dir."""
     docs_dir.mkdir(parents=True, exist_ok=True)
     parts = [
@@ -116,6 +193,8 @@ def results_section(table: str, figures_dir: Path, docs_dir: Path, readme_dir: P
         table,
         "",
     ]
+    if reading:
+        parts += [reading, ""]
     for model, name, caption in KEY_FIGURES:
         source = figures_dir / model / f"{name}.png"
         if not source.is_file():
@@ -160,12 +239,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--docs", default="docs/figures", type=Path, help="where figures go")
     parser.add_argument("--readme", type=Path, help="rewrite this README's results section")
     args = parser.parse_args(argv)
-    table = metrics_table(read_json(args.metrics), read_json(args.class_shares))
+    metrics, class_shares = read_json(args.metrics), read_json(args.class_shares)
+    table = metrics_table(metrics, class_shares)
     if args.readme is None:
         print(table)
         return
     head, tail = split_readme(args.readme)
-    section = results_section(table, args.figures, args.docs, args.readme.parent)
+    reading = claims(metrics, class_shares)
+    section = results_section(table, args.figures, args.docs, args.readme.parent, reading)
     with atomic_file(args.readme) as tmp:
         tmp.write_text(f"{head}{BEGIN}\n{section}\n{tail}")
     print(f"{args.readme}: results section regenerated; figures copied to {args.docs}")
