@@ -175,7 +175,7 @@ def test_the_ui_shows_runs_models_datasets_and_comparisons_in_a_browser(
         WebDriverWait(driver, 90).until(
             page_shows(
                 {"Comparing 2 Runs from 1 Experiment", "ae/eval", "vae/eval"},
-                ("test.bce", "test.generation.coverage"),
+                ("test.bce", "test.bce_gain", "evaluate.generated"),
             )
         )
         driver.save_screenshot(str(shots / "compare.png"))

@@ -24,9 +24,6 @@ from wardrobe.tracking.store import store_errors, tracking_uri
 
 log = logging.getLogger(__name__)
 
-EVALUATES_TAG = "wardrobe.evaluates"  # the training run an evaluation run evaluates
-
-
 def model_id(record: Mapping[str, Any]) -> str | None:
     """The MLflow logged model of the whole trained model (the first a training logs:
     autoencoder, vae, classifier), from its run.json record."""
@@ -61,8 +58,7 @@ def log_evaluation(
     tags = {
         **run_tags(fingerprint),
         **data.tags(),
-        MLFLOW_PARENT_RUN_ID: parent.info.run_id,
-        EVALUATES_TAG: parent.info.run_id,
+        MLFLOW_PARENT_RUN_ID: parent.info.run_id,  # the training run it evaluates
     }
     with store_errors(uri, f"failed while logging the evaluation of {trained}"):
         run_id = client.create_run(
