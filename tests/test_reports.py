@@ -359,7 +359,7 @@ def test_readme_results_section_is_generated(trained, evaluated, tmp_path):
     generation = evaluated["ae"]["test"]["generation"]
     assert "- **The AE's uniform samples land in gaps (claim 2).** " in text
     assert f"{generation['latent_far_share']:.0%} of the points drawn uniformly" in text
-    assert f"have a precision of {generation['precision']:.2f} (the VAE's: " in text
+    assert f"{1 - generation['precision']:.1%} are unlike every test image" in text
     coverage = evaluated["vae"]["test"]["generation"]["coverage"]
     assert f"The VAE's samples reach {coverage:.0%} of the test images' neighbourhoods" in text
     assert "| generated images: coverage (test images' balls reached) | " in text

@@ -155,17 +155,20 @@ def knn_radii(x: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
 
 def _within(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
     """For each point, how many of the centres' balls contain it."""
-    return np.concatenate(
-        [(_sq_distances(c, centres) <= radii).sum(axis=1) for c in _chunks(points)]
-    )
+    return _balls(points, centres, radii)[0]
 
 
-def _nearest_in_ball(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """For each centre, whether its nearest point lies in its ball."""
-    nearest = np.full(len(centres), np.inf)
+def _balls(
+    points: np.ndarray, centres: np.ndarray, radii: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """In one pass over the distances: for each point, how many of the centres' balls contain
+    it; for each centre, whether its nearest point lies in its ball."""
+    counts, nearest = [], np.full(len(centres), np.inf)
     for c in _chunks(points):
-        nearest = np.minimum(nearest, _sq_distances(c, centres).min(axis=0))
-    return nearest <= radii
+        d = _sq_distances(c, centres)
+        counts.append((d <= radii).sum(axis=1))
+        nearest = np.minimum(nearest, d.min(axis=0))
+    return np.concatenate(counts), nearest <= radii
 
 
 def manifold_metrics(
@@ -189,12 +192,12 @@ def manifold_metrics(
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     real_radii = knn_radii(real, k) if real_radii is None else real_radii
     fake_radii = knn_radii(fake, k)
-    inside = _within(fake, real, real_radii)
+    inside, covered = _balls(fake, real, real_radii)
     return {
         "precision": float(np.mean(inside > 0)),
         "recall": float(np.mean(_within(real, fake, fake_radii) > 0)),
         "density": float(inside.sum() / (k * len(fake))),
-        "coverage": float(np.mean(_nearest_in_ball(fake, real, real_radii))),
+        "coverage": float(np.mean(covered)),
     }
 
 

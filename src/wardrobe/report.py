@@ -152,23 +152,23 @@ def claims(metrics: Mapping[str, Any], class_shares: Mapping[str, Any]) -> str:
         f"- **The AE's uniform samples land in gaps (claim 2).** "
         f"{_pct(gen_ae['latent_far_share'])} of the points drawn uniformly in the AE's "
         f"embedding box lie outside every test embedding's 5-nearest-neighbour ball, against "
-        f"{_pct(gen_vae['latent_far_share'])} of the VAE's draws from N(0, I). The images "
-        f"they decode to have a precision of {gen_ae['precision']:.2f} (the VAE's: "
-        f"{gen_vae['precision']:.2f}), "
+        f"{_pct(gen_vae['latent_far_share'])} of the VAE's draws from N(0, I). Of the images "
+        f"they decode to, {1 - gen_ae['precision']:.1%} are unlike every test image (outside "
+        f"all their balls: 1 - precision), against {1 - rec_ae['precision']:.1%} of the AE's "
+        f"reconstructions and {1 - gen_vae['precision']:.1%} of the VAE's samples: decoded "
         + (
-            f"below the {rec_ae['precision']:.2f} of the AE's own reconstructions: the gaps "
-            "cost realism."
+            "from the gaps, images stray from the data more often."
             if gaps_cost
-            else f"no lower than the {rec_ae['precision']:.2f} of the AE's own "
-            "reconstructions: the gaps do not cost realism in this feature space."
+            else "from the gaps, images stray from the data no more often."
         ),
         f"- **Centring and coverage (claim 3).** A Gaussian fitted to the VAE's embeddings is "
         f"{kl_vae:.2f} nats from N(0, I) (the AE's: {kl_ae:.2f}). The VAE's samples reach "
         f"{_pct(gen_vae['coverage'])} of the test images' neighbourhoods (coverage; recall "
         f"{gen_vae['recall']:.2f}), the AE's {_pct(gen_ae['coverage'])} (recall "
         f"{gen_ae['recall']:.2f}): the VAE covers {'more' if covers_more else 'less'} of the "
-        f"data. The most common generated class takes {top['vae']} for the VAE and "
-        f"{top['ae']} for the AE.",
+        f"data, and both far less than real train images do ({_pct(reference['coverage'])}, "
+        f"recall {reference['recall']:.2f}). The most common generated class takes "
+        f"{top['vae']} for the VAE and {top['ae']} for the AE.",
         f"- **One distance against two measures.** The Frechet distance puts {fd_closer} "
         f"samples closer to the test images ({fd_ae:.1f} against {fd_vae:.1f}), KID puts "
         f"{kid_closer} ({gen_ae['kid']:.3f} ± {gen_ae['kid_std']:.3f} against "

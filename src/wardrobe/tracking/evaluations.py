@@ -24,6 +24,7 @@ from wardrobe.tracking.store import store_errors, tracking_uri
 
 log = logging.getLogger(__name__)
 
+
 def model_id(record: Mapping[str, Any]) -> str | None:
     """The MLflow logged model of the whole trained model (the first a training logs:
     autoencoder, vae, classifier), from its run.json record."""
