@@ -273,11 +273,13 @@ def test_the_pipeline_against_the_stack_and_a_fresh_clone_that_pulls(stack, tmp_
     client = mlflow.MlflowClient(tracking_uri=tracking["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("wardrobe").experiment_id
     runs = {r.info.run_name: r for r in client.search_runs([experiment])}
-    assert {"ae", "vae", "classifier"} <= set(runs)
+    assert {"ae", "vae", "classifier", "ae/eval", "vae/eval", "classifier/eval"} <= set(runs)
     assert all(r.info.status == "FINISHED" for r in runs.values())
-    assert "test.generation.frechet_distance" in runs["vae"].data.metrics
+    evaluation = runs["vae/eval"]  # the test metrics and figures of the VAE's evaluation
+    assert evaluation.data.tags["mlflow.parentRunId"] == runs["vae"].info.run_id
+    assert "test.generation.frechet_distance" in evaluation.data.metrics
     figures = [k for k in s3_keys(stack, "mlflow") if "/figures/" in k]
-    assert any(runs["vae"].info.run_id in k for k in figures), figures[:5]
+    assert any(evaluation.info.run_id in k for k in figures), figures[:5]
 
     start = time.perf_counter()
     pushed = wardrobe_remote(repo, "push")  # make push
@@ -359,9 +361,10 @@ def test_queued_experiments_run_in_parallel_into_the_server(stack):
     experiment = client.get_experiment_by_name("wardrobe").experiment_id
     for name in names:
         runs = client.search_runs([experiment], f"tags.dvc_exp_name = '{name}'")
-        assert {r.info.run_name for r in runs} == {"vae"}, name
-        assert [r.info.status for r in runs] == ["FINISHED"], name
-        assert "test.generation.frechet_distance" in runs[0].data.metrics, name
+        by_name = {r.info.run_name: r for r in runs}
+        assert len(runs) == 4 and set(by_name) == {"vae", "vae/eval", "ae/eval", "classifier/eval"}
+        assert {r.info.status for r in runs} == {"FINISHED"}, name
+        assert "test.generation.frechet_distance" in by_name["vae/eval"].data.metrics, name
 
 
 def test_a_server_stopped_mid_training_fails_the_stage_with_one_line(stack):
