@@ -324,15 +324,15 @@ def test_parallel_runs_log_the_same_new_dataset_without_conflict(tmp_path):
     code = (
         "import sys, time, mlflow, numpy as np\n"
         "from wardrobe.tracking.store import configure\n"
-        "from wardrobe.tracking.datasets import dataset_inputs, log_inputs, split_datasets\n"
+        "from wardrobe.tracking.datasets import log_datasets, split_datasets\n"
         "configure()\n"
         "data = {'test': (np.zeros((4, 28, 28, 1), 'float32'), np.arange(4))}\n"
         "found = split_datasets(data, 'data', 'f' * 64)\n"
         "run = mlflow.MlflowClient().create_run(mlflow.get_experiment_by_name('wardrobe')"
         ".experiment_id)\n"
         "time.sleep(max(0.0, float(sys.argv[1]) - time.time()))\n"
-        "log_inputs(mlflow.MlflowClient(), run.info.run_id,"
-        " dataset_inputs(found.datasets, {'test': 'evaluation'}))\n"
+        "log_datasets(mlflow.MlflowClient(), run.info.run_id, found.datasets,"
+        " {'test': 'evaluation'})\n"
     )
     configured = subprocess.run(
         [sys.executable, "-c", "from wardrobe.tracking.store import configure; configure()"],

@@ -105,18 +105,17 @@ def evaluate_model(
     generated: int,
     batch_size: int,
     seed: int,
-    mean_image: np.ndarray,
+    anchors: tuple[float, float],
 ) -> dict[str, Any]:
-    """The `<model>.test` metrics of one model on the test images; `mean_image` is the mean
-    training image, the reconstruction that knows nothing of its input."""
+    """The `<model>.test` metrics of one model on the test images; `anchors` are the BCE of a
+    perfect reconstruction and of the mean training image for every input (`bce_anchors`)."""
     rng = np.random.default_rng(seed)
     codes = model.encode(images, batch_size, rng)
     # The AE decodes its embedding; the VAE its z_mean (its best guess, no sampling noise).
     embeddings = codes.get("z_mean", codes["z"])
     reconstructions = model.decode(embeddings, batch_size)
     bce = binary_crossentropy(images, reconstructions)
-    floor = bce_floor(images)
-    blind = binary_crossentropy(images, np.broadcast_to(mean_image, images.shape))
+    floor, blind = anchors
     reconstructed = scorer.features(reconstructions)[0]
     metrics: dict[str, Any] = {
         "bce": bce,
@@ -187,7 +186,7 @@ def evaluate(
             }
         }
     }
-    mean_image = train_images.mean(axis=0, dtype=np.float64)
+    anchors = bce_anchors(images, train_images)
     for name, model in models.items():
         log.info("%s on %d test images, %d generated", name, len(images), params.generated)
         metrics[name] = {
@@ -198,7 +197,7 @@ def evaluate(
                 generated=params.generated,
                 batch_size=params.batch_size,
                 seed=seed,
-                mean_image=mean_image,
+                anchors=anchors,
             )
         }
     require_finite(metrics)
@@ -213,14 +212,16 @@ def evaluate(
     shares = {name: metrics[name]["test"]["generation"].pop("class_shares") for name in models}
     write_json(class_shares_path, shares)
     write_json(metrics_path, metrics)
-    write_json(
-        runs_path,
-        {
-            name: run_id and {"run_id": run_id, "run_name": f"{name}/eval"}
-            for name, run_id in runs.items()
-        },
-    )
+    write_json(runs_path, runs)
     return metrics
+
+
+def bce_anchors(images: np.ndarray, train_images: np.ndarray) -> tuple[float, float]:
+    """The BCE on `images` of a perfect reconstruction (grey pixels cost even then) and of
+    the mean training image given for every input: the range a model's BCE reads against."""
+    mean_image = train_images.mean(axis=0, dtype=np.float64)
+    blind = binary_crossentropy(images, np.broadcast_to(mean_image, images.shape))
+    return bce_floor(images), blind
 
 
 def require_finite(metrics: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,28 +130,30 @@ def split_datasets(
     return SplitDatasets(datasets, found)
 
 
-def dataset_inputs(datasets: Mapping[str, Any], contexts: Mapping[str, str]) -> list[Any]:
-    """DatasetInputs for MlflowClient.log_inputs: each split's dataset with its context."""
+def log_datasets(
+    client: Any,
+    run_id: str,
+    datasets: Mapping[str, Any],
+    contexts: Mapping[str, str],
+    models: Sequence[Any] = (),
+) -> None:
+    """Log each split's dataset (`datasets`) as an input of the run with its context, and the
+    `models` as its model inputs. Tried once more when the store loses a race: it looks a
+    dataset up, then inserts it, so two runs logging the same new dataset at once can both
+    find it missing and the second insert fails; on the retry it is found."""
     from mlflow.entities import DatasetInput, InputTag
+    from mlflow.exceptions import MlflowException
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    return [
+    inputs = [
         DatasetInput(
             datasets[split]._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, context)]
         )
         for split, context in contexts.items()
     ]
-
-
-def log_inputs(client: Any, run_id: str, datasets: list[Any], models: list[Any] = ()) -> None:
-    """`client.log_inputs`, tried once more when it fails inside the store: the store looks
-    a dataset up, then inserts it, so two runs logging the same new dataset at once can both
-    find it missing and the second insert fails; on the retry it is found."""
-    from mlflow.exceptions import MlflowException
-
     for attempt in (1, 2):
         try:
-            client.log_inputs(run_id, datasets=datasets or None, models=list(models) or None)
+            client.log_inputs(run_id, datasets=inputs, models=list(models) or None)
             return
         except MlflowException as exc:
             if attempt == 2 or not any(m in str(exc) for m in DUPLICATE_INSERT):

@@ -13,12 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from wardrobe.tracking.datasets import (
-    EVALUATION_CONTEXT,
-    SplitDatasets,
-    dataset_inputs,
-    log_inputs,
-)
+from wardrobe.tracking.datasets import EVALUATION_CONTEXT, SplitDatasets, log_datasets
 from wardrobe.tracking.runs import flatten, recorded_run, run_tags
 from wardrobe.tracking.store import store_errors, tracking_uri
 
@@ -40,10 +35,11 @@ def log_evaluation(
     metrics: Mapping[str, float],
     data: SplitDatasets,
     fingerprint: str,
-) -> str | None:
+) -> dict[str, str] | None:
     """Create the evaluation run of the training run `record` names, log into it, and end it
-    FINISHED; return its id. None (and a warning) when the store does not hold the training
-    run (models restored from another store's DVC cache): the results are in files only."""
+    FINISHED; return its record ({"run_id", "run_name"}, what `plots` logs into). None (and
+    a warning) when the store does not hold the training run (models restored from another
+    store's DVC cache): the results are in files only."""
     import mlflow
     from mlflow.entities import LoggedModelInput, Metric, Param
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -61,16 +57,14 @@ def log_evaluation(
         **data.tags(),
         MLFLOW_PARENT_RUN_ID: parent.info.run_id,  # the training run it evaluates
     }
+    name = f"{trained}/eval"
     with store_errors(uri, f"failed while logging the evaluation of {trained}"):
-        run_id = client.create_run(
-            parent.info.experiment_id, run_name=f"{trained}/eval", tags=tags
-        ).info.run_id
+        run_id = client.create_run(parent.info.experiment_id, run_name=name, tags=tags).info.run_id
         try:
             logged = flatten({"seed": seed, "evaluate": params})
             client.log_batch(run_id, params=[Param(k, str(v)) for k, v in logged.items()])
             models = [LoggedModelInput(linked)] if linked else []
-            inputs = dataset_inputs({"test": test}, {"test": EVALUATION_CONTEXT})
-            log_inputs(client, run_id, inputs, models)
+            log_datasets(client, run_id, data.datasets, {"test": EVALUATION_CONTEXT}, models)
             now = int(time.time() * 1000)
             client.log_batch(
                 run_id,
@@ -86,5 +80,5 @@ def log_evaluation(
                 client.set_terminated(run_id, status)
             raise
         client.set_terminated(run_id, "FINISHED")
-    log.info("%s: evaluation run %s (%s/eval)", trained, run_id, trained)
-    return run_id
+    log.info("%s: evaluation run %s (%s)", trained, run_id, name)
+    return {"run_id": run_id, "run_name": name}

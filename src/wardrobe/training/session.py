@@ -33,8 +33,7 @@ from wardrobe.processes import uninterrupted
 from wardrobe.tracking.datasets import (
     TRAINING_CONTEXTS,
     data_fingerprint,
-    dataset_inputs,
-    log_inputs,
+    log_datasets,
     split_datasets,
 )
 from wardrobe.tracking.models import (
@@ -104,9 +103,10 @@ def training_session(
         try:
             with atomic_dir(out_dir) as staging:
                 with training_run(name, logged_params, tags) as run:
-                    client = mlflow.MlflowClient()
-                    datasets = dataset_inputs(inputs.datasets, TRAINING_CONTEXTS)
-                    log_inputs(client, run.info.run_id, datasets)
+                    log_datasets(
+                        mlflow.MlflowClient(), run.info.run_id, inputs.datasets,
+                        TRAINING_CONTEXTS,
+                    )  # fmt: skip
                     session = TrainingSession(name, params, seed, data, staging, run, uri)
                     yield session
                     publishing.enter_context(uninterrupted(f"publishing {name}"))
