@@ -26,7 +26,7 @@ test: SYSTEM_PACKAGES += docker.io=dockerd debootstrap=debootstrap
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system web-assets setup-gpu tools repro results ui test test-fast bench \
-	lint format lock clean stack stack-down push pull
+	lint format lock clean stack stack-down push pull noise compare
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -91,6 +91,12 @@ repro: setup ## Run the whole pipeline (dvc repro) with params.yaml
 
 results: $(VENV)/.installed ## Regenerate the README's results section from reports/ (after make repro)
 	$(BIN)/python -m wardrobe.report --readme README.md
+
+noise: $(VENV)/.installed ## Measure each metric's noise: the pipeline at SEEDS (default 1 2 3 4) as DVC experiments -> reports/noise.json
+	$(BIN)/python -m wardrobe.noise measure $(if $(SEEDS),--seeds $(SEEDS))
+
+compare: $(VENV)/.installed ## Which metrics moved beyond their noise against BASE (default HEAD)
+	$(BIN)/python -m wardrobe.noise compare --base $(or $(BASE),HEAD)
 
 ui: $(VENV)/.installed ## Serve the MLflow UI over the project's mlflow.db on 127.0.0.1:$(UI_PORT)
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \

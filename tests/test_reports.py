@@ -345,13 +345,14 @@ def test_readme_results_section_is_generated(trained, evaluated, tmp_path):
         "--figures", str(trained / "reports" / "figures"),
         "--docs", str(tmp_path / "docs" / "figures"), "--readme", str(readme),
     ]  # fmt: skip
-    report.main(args)
+    report.main([*args, "--noise", str(tmp_path / "absent.json")])
     text = readme.read_text()
     assert "old text" not in text and text.endswith(f"{report.END}\n\n## After\n")
     assert (
         f"| reconstruction BCE (test, mean per pixel) | {evaluated['ae']['test']['bce']:.4f} |"
         in (text)
     )
+    assert " ± " not in text.split("| metric |")[1].split("\n\n")[0] and "seeds)" not in text
     assert f"{evaluated['vae']['test']['kl']:.2f}" in text
     top = max(evaluated["class_shares"]["vae"].values())
     assert "| most common generated class | " in text and f"{top:.1%} (" in text
@@ -368,6 +369,37 @@ def test_readme_results_section_is_generated(trained, evaluated, tmp_path):
         assert (tmp_path / "docs" / "figures" / f"{model}_{name}.png").is_file()
     report.main(args)  # idempotent: a second run gives the same file
     assert readme.read_text() == text
+
+
+def test_readme_results_carry_the_spread_over_seeds(trained, evaluated, tmp_path):
+    """With a noise file, each value carries its standard deviation over the seeds, the table
+    says which differences are noise, and each comparison in how many seeds it holds."""
+    from wardrobe import noise, report
+
+    metrics = {k: v for k, v in evaluated.items() if k != "class_shares"}
+    flat = noise.numbers(metrics)
+    runs = [noise.Run("HEAD", "c0ffee0", 42, {}, {noise.FILES[0]: flat})]
+    for seed, scale in ((1, 1.1), (2, 0.8)):  # other seeds: the VAE's FD moves, the AE's not
+        moved = dict(flat)
+        moved["vae.test.generation.frechet_distance"] *= scale
+        runs.append(noise.Run(f"noise-seed-{seed}", "c0ffee0", seed, {}, {noise.FILES[0]: moved}))
+    summary = noise.summarise(runs)
+    (tmp_path / "noise.json").write_text(json.dumps(summary))
+    table = report.metrics_table(metrics, evaluated["class_shares"], summary)
+    fd = summary["files"][noise.FILES[0]]["vae.test.generation.frechet_distance"]
+    ae_fd = metrics["ae"]["test"]["generation"]["frechet_distance"]
+    vae_fd = metrics["vae"]["test"]["generation"]["frechet_distance"]
+    cells = f"{ae_fd:.1f} ± 0.0 | {vae_fd:.1f} ± {fd['sd']:.1f}"
+    assert f"| Frechet distance: generated images | {cells} |" in table
+    factor = noise.tolerance(1.0, 0.0, 3)
+    assert "over 3 runs that differ only in seed (42, 1, 2;" in table
+    assert f"by up to {factor:.1f} times it (99%" in table
+    text = report.claims(metrics, evaluated["class_shares"], summary)
+    closer = sum(
+        (ae_fd < v) == (ae_fd < vae_fd) for v in fd["values"]
+    )  # the seeds where the FD ranks the models as this run does
+    assert f"({ae_fd:.1f} against {vae_fd:.1f}) (in {closer} of 3 seeds)," in text
+    assert text.count("of 3 seeds") == 6
 
 
 def test_readme_without_markers_is_refused_with_one_line(tmp_path):

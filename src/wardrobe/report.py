@@ -1,6 +1,7 @@
 """The results section of the README, generated from `reports/metrics.json`,
 `reports/class_shares.json` and the figures of stage `plots` (`make results`), never written by
-hand.
+hand; with `reports/noise.json` (`make noise`), each value carries its spread over seeds and
+each comparison says in how many seeds it holds.
 
     python -m wardrobe.report --readme README.md
 
@@ -24,6 +25,7 @@ from wardrobe.dataset import CLASS_NAMES
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import atomic_file
 from wardrobe.metrics import class_key
+from wardrobe.noise import read_noise, tolerance
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 KEY_FIGURES = (  # (model, figure, caption)
@@ -51,6 +53,18 @@ def _get(metrics: Mapping[str, Any], dotted: str) -> Any:
 
 def _num(value: Any, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _spread(noise: Mapping[str, Any] | None, dotted: str) -> dict[str, Any] | None:
+    """The noise file's entry for a key of reports/metrics.json, if measured."""
+    files = (noise or {}).get("files", {})
+    return files.get("reports/metrics.json", {}).get(dotted)
+
+
+def _cell(value: Any, digits: int, spread: Mapping[str, Any] | None) -> str:
+    if value is None or not spread:
+        return _num(value, digits)
+    return f"{value:.{digits}f} ± {spread['sd']:.{digits}f}"
 
 
 def _pair(stats: Mapping[str, float] | None, digits: int = 2) -> str:
@@ -96,12 +110,20 @@ ROWS: tuple[tuple[str, str, int], ...] = (  # (label, key under <model>.test, di
 QUALITY = ("precision", "recall", "density", "coverage", "kid")
 
 
-def metrics_table(metrics: Mapping[str, Any], class_shares: Mapping[str, Any]) -> str:
-    """A Markdown table of both models' test metrics, and a line on the classifier."""
+def metrics_table(
+    metrics: Mapping[str, Any],
+    class_shares: Mapping[str, Any],
+    noise: Mapping[str, Any] | None = None,
+) -> str:
+    """A Markdown table of both models' test metrics (± their standard deviation over the
+    noise file's seeds), and a line on the classifier."""
     lines = ["| metric | AE | VAE |", "|---|---:|---:|"]
     for label, key, digits in ROWS:
-        ae, vae = (_get(metrics, f"{m}.test.{key}") for m in ("ae", "vae"))
-        lines.append(f"| {label} | {_num(ae, digits)} | {_num(vae, digits)} |")
+        ae, vae = (
+            _cell(_get(metrics, f"{m}.test.{key}"), digits, _spread(noise, f"{m}.test.{key}"))
+            for m in ("ae", "vae")
+        )
+        lines.append(f"| {label} | {ae} | {vae} |")
     for label, key in (("latent mean (z0, z1)", "mean"), ("latent std (z0, z1)", "std")):
         ae, vae = (_get(metrics, f"{m}.test.latent.{key}") for m in ("ae", "vae"))
         lines.append(f"| {label} | {_pair(ae)} | {_pair(vae)} |")
@@ -118,16 +140,54 @@ def metrics_table(metrics: Mapping[str, Any], class_shares: Mapping[str, Any]) -
     if reference:
         scores = ", ".join(f"{k} {_num(reference.get(k), 3)}" for k in QUALITY)
         lines[-1] += f" Real train images against the test images score {scores}."
+    if noise:
+        lines += ["", spread_note(noise)]
     return "\n".join(lines)
+
+
+def spread_note(noise: Mapping[str, Any]) -> str:
+    """What the table's ± is, and which differences it makes meaningful."""
+    runs = noise.get("runs", [])
+    n = len(runs)
+    seeds = ", ".join(str(r.get("seed")) for r in runs)
+    confidence = float(noise.get("confidence", 0.99))
+    factor = tolerance(1.0, 0.0, n, confidence)
+    return (
+        f"± is the standard deviation over {n} runs that differ only in seed ({seeds}; "
+        f"`reports/noise.json`, `make noise`). Two runs of the same params differ by chance "
+        f"by up to {factor:.1f} times it ({confidence:.0%}; it allows for so few runs): a "
+        "smaller difference, between machines or commits, is noise, and `make compare` flags "
+        "the larger ones."
+    )
+
+
+def _seeds(noise: Mapping[str, Any] | None, smaller: str, larger: str) -> str:
+    """'in k of n seeds': in how many of the noise file's runs metric `smaller` was below
+    metric `larger` (both dotted keys of reports/metrics.json); empty when not measured."""
+    a, b = _spread(noise, smaller), _spread(noise, larger)
+    if not (a and b) or len(a["values"]) != len(b["values"]):
+        return ""
+    k = sum(x < y for x, y in zip(a["values"], b["values"], strict=True))
+    return f"in {k} of {len(a['values'])} seeds"
+
+
+def _order(noise: Mapping[str, Any] | None, a: str, b: str, a_smaller: bool) -> str:
+    """_seeds for the order this run shows: a below b when a_smaller, else b below a."""
+    return _seeds(noise, a, b) if a_smaller else _seeds(noise, b, a)
 
 
 def _pct(value: float) -> str:
     return f"{value:.0%}"
 
 
-def claims(metrics: Mapping[str, Any], class_shares: Mapping[str, Any]) -> str:
+def claims(
+    metrics: Mapping[str, Any],
+    class_shares: Mapping[str, Any],
+    noise: Mapping[str, Any] | None = None,
+) -> str:
     """What the metrics say about the lecture's claims 1 to 3, as Markdown bullets whose
-    every number and comparison comes from the metrics; empty when they lack the keys."""
+    every number and comparison comes from the metrics (each comparison with the number of
+    the noise file's seeds in which it holds); empty when they lack the keys."""
     ae, vae = _get(metrics, "ae.test"), _get(metrics, "vae.test")
     reference = _get(metrics, "classifier.test.train_reference")
     needed = ("bce_gain", "reconstructions", "generation", "latent")
@@ -142,6 +202,25 @@ def claims(metrics: Mapping[str, Any], class_shares: Mapping[str, Any]) -> str:
     gaps_cost = gen_ae["precision"] < rec_ae["precision"]
     covers_more = gen_vae["coverage"] > gen_ae["coverage"]
     top = {m: _top_class(class_shares.get(m)) for m in ("ae", "vae")}
+    ae_gen, vae_gen = "ae.test.generation.", "vae.test.generation."
+    order = {
+        "far": _order(
+            noise, f"{vae_gen}latent_far_share", f"{ae_gen}latent_far_share",
+            gen_vae["latent_far_share"] < gen_ae["latent_far_share"],
+        ),
+        "gaps": _order(
+            noise, f"{ae_gen}precision", "ae.test.reconstructions.precision", gaps_cost
+        ),
+        "kl": _order(
+            noise, "vae.test.latent.kl_from_standard_normal",
+            "ae.test.latent.kl_from_standard_normal", kl_vae < kl_ae,
+        ),
+        "coverage": _order(noise, f"{ae_gen}coverage", f"{vae_gen}coverage", covers_more),
+        "fd": _order(noise, f"{ae_gen}frechet_distance", f"{vae_gen}frechet_distance",
+                     fd_ae < fd_vae),
+        "kid": _order(noise, f"{ae_gen}kid", f"{vae_gen}kid", gen_ae["kid"] < gen_vae["kid"]),
+    }  # fmt: skip
+    seeds = {k: f" ({v})" if v else "" for k, v in order.items()}
     narrow = (
         min(gen_ae["precision"], gen_vae["precision"]) >= reference["precision"]
         and max(gen_ae["coverage"], gen_vae["coverage"]) < reference["coverage"] / 2
@@ -156,27 +235,32 @@ def claims(metrics: Mapping[str, Any], class_shares: Mapping[str, Any]) -> str:
         f"- **The AE's uniform samples land in gaps (claim 2).** "
         f"{_pct(gen_ae['latent_far_share'])} of the points drawn uniformly in the AE's "
         f"embedding box lie outside every test embedding's 5-nearest-neighbour ball, against "
-        f"{_pct(gen_vae['latent_far_share'])} of the VAE's draws from N(0, I). Of the images "
+        f"{_pct(gen_vae['latent_far_share'])} of the VAE's draws from N(0, I){seeds['far']}. "
+        "Of the images "
         f"they decode to, {1 - gen_ae['precision']:.1%} are unlike every test image (outside "
         f"all their balls: 1 - precision), against {1 - rec_ae['precision']:.1%} of the AE's "
         f"reconstructions and {1 - gen_vae['precision']:.1%} of the VAE's samples: decoded "
         + (
-            "from the gaps, images stray from the data more often."
+            "from the gaps, images stray from the data more often"
             if gaps_cost
-            else "from the gaps, images stray from the data no more often."
-        ),
+            else "from the gaps, images stray from the data no more often"
+        )
+        + f"{seeds['gaps']}.",
         f"- **Centring and coverage (claim 3).** A Gaussian fitted to the VAE's embeddings is "
-        f"{kl_vae:.2f} nats from N(0, I) (the AE's: {kl_ae:.2f}). The VAE's samples reach "
+        f"{kl_vae:.2f} nats from N(0, I) (the AE's: {kl_ae:.2f}"
+        f"{'; ' + order['kl'] if order['kl'] else ''}). "
+        "The VAE's samples reach "
         f"{_pct(gen_vae['coverage'])} of the test images' neighbourhoods (coverage; recall "
         f"{gen_vae['recall']:.2f}), the AE's {_pct(gen_ae['coverage'])} (recall "
         f"{gen_ae['recall']:.2f}): the VAE covers {'more' if covers_more else 'less'} of the "
-        f"data, and both far less than real train images do ({_pct(reference['coverage'])}, "
+        f"data{seeds['coverage']}, and both far less than real train images do "
+        f"({_pct(reference['coverage'])}, "
         f"recall {reference['recall']:.2f}). The most common generated class takes "
         f"{top['vae']} for the VAE and {top['ae']} for the AE.",
         f"- **One distance against two measures.** The Frechet distance puts {fd_closer} "
-        f"samples closer to the test images ({fd_ae:.1f} against {fd_vae:.1f}), KID puts "
-        f"{kid_closer} ({gen_ae['kid']:.3f} ± {gen_ae['kid_std']:.3f} against "
-        f"{gen_vae['kid']:.3f} ± {gen_vae['kid_std']:.3f}). "
+        f"samples closer to the test images ({fd_ae:.1f} against {fd_vae:.1f}){seeds['fd']}, "
+        f"KID puts {kid_closer} ({gen_ae['kid']:.3f} ± {gen_ae['kid_std']:.3f} over subsets "
+        f"against {gen_vae['kid']:.3f} ± {gen_vae['kid_std']:.3f}){seeds['kid']}. "
         + (
             "By precision, both models' samples are as plausible as real images (k-NN "
             "precision favours blurry images in the dense middle of each class); by "
@@ -194,13 +278,19 @@ def claims(metrics: Mapping[str, Any], class_shares: Mapping[str, Any]) -> str:
 
 
 def results_section(
-    table: str, figures_dir: Path, docs_dir: Path, readme_dir: Path, reading: str = ""
+    table: str,
+    figures_dir: Path,
+    docs_dir: Path,
+    readme_dir: Path,
+    reading: str = "",
+    noise: bool = False,
 ) -> str:
     """The README's results section; copies the key figures into docs_dir."""
     docs_dir.mkdir(parents=True, exist_ok=True)
+    spreads = ", the spreads from `reports/noise.json` (`make noise`)" if noise else ""
     parts = [
         "Generated by `make results` from `reports/metrics.json`, `reports/class_shares.json` "
-        "and `reports/figures/` (stages evaluate and plots).",
+        f"and `reports/figures/` (stages evaluate and plots){spreads}.",
         "",
         table,
         "",
@@ -249,16 +339,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--class-shares", default="reports/class_shares.json", type=Path)
     parser.add_argument("--figures", default="reports/figures", type=Path)
     parser.add_argument("--docs", default="docs/figures", type=Path, help="where figures go")
+    parser.add_argument(
+        "--noise",
+        default="reports/noise.json",
+        type=Path,
+        help="the spreads over seeds (make noise); left out when missing",
+    )
     parser.add_argument("--readme", type=Path, help="rewrite this README's results section")
     args = parser.parse_args(argv)
     metrics, class_shares = read_json(args.metrics), read_json(args.class_shares)
-    table = metrics_table(metrics, class_shares)
+    noise = read_noise(args.noise)
+    table = metrics_table(metrics, class_shares, noise)
     if args.readme is None:
         print(table)
         return
     head, tail = split_readme(args.readme)
-    reading = claims(metrics, class_shares)
-    section = results_section(table, args.figures, args.docs, args.readme.parent, reading)
+    reading = claims(metrics, class_shares, noise)
+    section = results_section(
+        table, args.figures, args.docs, args.readme.parent, reading, noise is not None
+    )
     with atomic_file(args.readme) as tmp:
         tmp.write_text(f"{head}{BEGIN}\n{section}\n{tail}")
     print(f"{args.readme}: results section regenerated; figures copied to {args.docs}")

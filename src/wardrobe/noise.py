@@ -1,0 +1,396 @@
+"""How far each metric moves between runs that differ only by chance, and which differences
+between two runs exceed that.
+
+    python -m wardrobe.noise measure [--seeds 1 2 3 4]
+    python -m wardrobe.noise summarise REV REV REV [...]
+    python -m wardrobe.noise compare [--base REV]
+
+`measure` runs the pipeline once per seed as a DVC experiment (`dvc exp run --temp -S seed=N`,
+named `noise-seed-N`; the workspace is left as it is), then summarises HEAD and those
+experiments. `summarise` reads the metrics files at each revision (a commit, a branch or an
+experiment's name), checks that their params differ in `seed` only, and writes
+`reports/noise.json`: per metric the values, their standard deviation and the tolerance.
+`compare` sets the workspace's metrics against those committed at REV (default HEAD) and
+prints, in Markdown, which moved beyond their tolerance.
+
+A metric's tolerance bounds the difference between two runs that differ only by chance:
+t * sqrt(2) * s, where s is the metric's standard deviation over the n measured runs and t is
+Student's 99.5% quantile with n - 1 degrees of freedom (a two-sided 99% bound on the difference
+of two independent runs, widened because s comes from few runs); at least a millionth of the
+value, for arithmetic that depends on the CPU only. Another machine's arithmetic perturbs a
+training the way another seed does, usually less, so the tolerances hold across machines. They
+are measured at one set of params; at others they are a guide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wardrobe.cli import run_stage
+from wardrobe.errors import WardrobeError
+from wardrobe.fsio import project_root, write_json
+
+FILES = ("reports/metrics.json", "reports/class_shares.json")
+NOISE = Path("reports/noise.json")
+PARAMS = "params.yaml"
+CONFIDENCE = 0.99
+REL_FLOOR = 1e-6  # of the value: the arithmetic of another CPU, where runs do not vary at all
+ABS_FLOOR = 1e-12
+EXPERIMENT = "noise-seed-{seed}"
+DEFAULT_SEEDS = (1, 2, 3, 4)
+
+
+class NoiseError(WardrobeError):
+    """The runs cannot be summarised or compared."""
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists and other leaves are kept as they are."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def numbers(tree: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric leaves of a metrics file, by dotted key (as `dvc metrics diff` names them)."""
+    return {
+        key: float(value)
+        for key, value in flatten(tree).items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+
+
+def resolve(root: Path, rev: str) -> str:
+    """The commit of a Git revision or of a DVC experiment's name."""
+    found = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    if found.returncode == 0:
+        return found.stdout.strip()
+    # DVC keeps each experiment as refs/exps/<baseline[:2]>/<baseline[2:]>/<name>.
+    refs = _git(root, "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps/")
+    matches = [
+        line.split()[1] for line in refs.stdout.splitlines() if line.split()[0].endswith(f"/{rev}")
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise NoiseError(
+            f"{rev!r} names {len(matches)} DVC experiments (of different baselines); pass the "
+            "commit of the one you mean (`dvc exp show` lists them)"
+        )
+    raise NoiseError(
+        f"{rev!r} is neither a commit nor a DVC experiment here; check the name "
+        "(`dvc exp list`, `git log`)"
+    )
+
+
+def read_at(root: Path, commit: str, path: str) -> str | None:
+    """A file's text at a commit; None when the commit does not hold it."""
+    shown = _git(root, "show", f"{commit}:{path}")
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def _json(text: str, where: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(text)
+    except ValueError as exc:
+        raise NoiseError(f"{where}: not JSON ({exc}); regenerate it") from None
+    if not isinstance(payload, dict):
+        raise NoiseError(f"{where}: not a JSON object; regenerate it")
+    return payload
+
+
+def metrics_at(root: Path, commit: str | None, label: str) -> dict[str, dict[str, float]]:
+    """{file: {key: value}} of the metrics files at a commit, or in the workspace (None)."""
+    found: dict[str, dict[str, float]] = {}
+    for path in FILES:
+        if commit is None:
+            file = root / path
+            text = file.read_text() if file.is_file() else None
+        else:
+            text = read_at(root, commit, path)
+        if text is not None:
+            found[path] = numbers(_json(text, f"{path} at {label}"))
+    return found
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run's metrics, with the params that made it."""
+
+    rev: str
+    commit: str
+    seed: Any
+    params: dict[str, Any]  # every param but seed, flattened
+    metrics: dict[str, dict[str, float]]
+
+
+def load_run(root: Path, rev: str) -> Run:
+    commit = resolve(root, rev)
+    text = read_at(root, commit, PARAMS)
+    if text is None:
+        raise NoiseError(f"{rev}: holds no {PARAMS}; pass a commit of this project")
+    params = flatten(yaml.safe_load(text) or {})
+    metrics = metrics_at(root, commit, rev)
+    if FILES[0] not in metrics:
+        raise NoiseError(
+            f"{rev}: holds no {FILES[0]}; pass commits and experiments whose `dvc repro` "
+            "results were committed"
+        )
+    return Run(rev, commit, params.pop("seed", None), params, metrics)
+
+
+def tolerance(sd: float, mean: float, n: int, confidence: float = CONFIDENCE) -> float:
+    """The largest difference between two runs that chance explains (see the module's text)."""
+    from scipy.stats import t
+
+    spread = float(t.ppf(0.5 + confidence / 2, n - 1)) * math.sqrt(2) * sd
+    return max(spread, REL_FLOOR * abs(mean), ABS_FLOOR)
+
+
+def _differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def summarise(runs: Sequence[Run], confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """The noise file's payload: per metrics file and key, the runs' values, mean, standard
+    deviation and tolerance. The runs must differ in seed only, and be three at least."""
+    if len(runs) < 3:
+        raise NoiseError(
+            f"{len(runs)} runs cannot estimate a spread; give three at least (five are better)"
+        )
+    first = runs[0]
+    for run in runs[1:]:
+        differ = _differences(first.params, run.params)
+        if differ:
+            raise NoiseError(
+                f"{run.rev} and {first.rev} differ in {', '.join(differ[:5])}, not only in "
+                "seed; measure the noise of one set of params"
+            )
+    seeds = [run.seed for run in runs]
+    if len(set(map(str, seeds))) != len(seeds):
+        raise NoiseError(f"the runs' seeds repeat ({seeds}); each run needs a seed of its own")
+    files: dict[str, dict[str, Any]] = {}
+    for path in FILES:
+        keys = sorted(set.intersection(*(set(run.metrics.get(path, {})) for run in runs)))
+        table = {}
+        for key in keys:
+            values = [run.metrics[path][key] for run in runs]
+            mean = math.fsum(values) / len(values)
+            sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+            table[key] = {
+                "values": values,
+                "mean": mean,
+                "sd": sd,
+                "tolerance": tolerance(sd, mean, len(values), confidence),
+            }
+        files[path] = table
+    return {
+        "about": (
+            "Each metric's spread over runs that differ only in seed, and its tolerance: the "
+            "largest difference between two such runs that chance explains (python -m "
+            "wardrobe.noise; docs/evaluation.md)"
+        ),
+        "runs": [{"rev": r.rev, "commit": r.commit, "seed": r.seed} for r in runs],
+        "confidence": confidence,
+        "params": first.params,
+        "files": files,
+    }
+
+
+def read_noise(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    noise = _json(path.read_text(), str(path))
+    if not isinstance(noise.get("files"), dict):
+        raise NoiseError(f"{path}: has no per-file tolerances; regenerate it (make noise)")
+    return noise
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str  # as shown: the dotted key, prefixed by the file's stem past the first file
+    base: float | None
+    now: float | None
+    tolerance: float | None
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.base is None or self.now is None else self.now - self.base
+
+    @property
+    def beyond(self) -> bool:
+        """True when chance does not explain the change (or no tolerance was measured)."""
+        delta = self.delta
+        return delta is None or self.tolerance is None or abs(delta) > self.tolerance
+
+
+def changes(
+    base: Mapping[str, Mapping[str, float]],
+    now: Mapping[str, Mapping[str, float]],
+    noise: Mapping[str, Any] | None,
+) -> tuple[list[Change], int]:
+    """Every metric whose value differs between base and now (appeared, went or moved), and
+    how many metrics were compared."""
+    found, compared = [], 0
+    for path in FILES:
+        old, new = base.get(path, {}), now.get(path, {})
+        measured = (noise or {}).get("files", {}).get(path, {})
+        label = "" if path == FILES[0] else f"{Path(path).stem}."
+        for key in sorted(old.keys() | new.keys()):
+            compared += 1
+            if old.get(key) == new.get(key):
+                continue
+            tol = measured.get(key, {}).get("tolerance")
+            found.append(Change(f"{label}{key}", old.get(key), new.get(key), tol))
+    return found, compared
+
+
+def _value(v: float | None) -> str:
+    return "—" if v is None else f"{v:.6g}"
+
+
+def _rows(found: Sequence[Change]) -> list[str]:
+    rows = ["| metric | base | now | change | tolerance |", "|---|---:|---:|---:|---:|"]
+    for c in found:
+        delta = "—" if c.delta is None else f"{c.delta:+.3g}"
+        tol = "not measured" if c.tolerance is None else f"{c.tolerance:.3g}"
+        rows.append(f"| {c.key} | {_value(c.base)} | {_value(c.now)} | {delta} | {tol} |")
+    return rows
+
+
+def _measured_at(noise: Mapping[str, Any]) -> str:
+    runs = noise.get("runs") or [{}]
+    return f"{len(runs)} seeds from {str(runs[0].get('commit', '?'))[:7]}"
+
+
+def report(
+    base: Mapping[str, Mapping[str, float]],
+    now: Mapping[str, Mapping[str, float]],
+    noise: Mapping[str, Any] | None,
+    base_label: str,
+    params: Mapping[str, Any] | None = None,
+) -> str:
+    """Markdown: which metrics moved beyond their tolerance against the base, and which
+    changed within it. `params` (flattened, without seed) are the ones that made `now`."""
+    found, compared = changes(base, now, noise)
+    moved = [c for c in found if c.beyond]
+    within = [c for c in found if not c.beyond]
+    if noise is None:
+        lines = [
+            f"**{len(found)} of {compared} metrics differ from {base_label}**; no tolerances "
+            f"to weigh them ({NOISE} is missing: `make noise` measures them).",
+        ]
+    else:
+        percent = f"{float(noise.get('confidence', CONFIDENCE)):.0%}"
+        lines = [
+            f"**{len(moved)} of {compared} metrics moved beyond their noise** against "
+            f"{base_label}; {len(within)} changed within it. A tolerance is the {percent} "
+            f"bound on the difference of two runs that differ only in seed ({_measured_at(noise)}"
+            f", `{NOISE}`).",
+        ]
+        if params is not None:
+            differ = _differences(noise.get("params", {}), params)
+            if differ:
+                shown = ", ".join(
+                    f"{k} {noise['params'].get(k)!r} → {params.get(k)!r}" for k in differ[:6]
+                )
+                lines += [
+                    "",
+                    f"The tolerances were measured at other params ({shown}): read them as a "
+                    "guide.",
+                ]
+    if not found:
+        return "\n".join([*lines, "", "No metric changed."])
+    if moved:
+        lines += ["", *_rows(moved)]
+    if within:
+        lines += [
+            "",
+            f"<details><summary>{len(within)} changed within their noise</summary>",
+            "",
+            *_rows(within),
+            "",
+            "</details>",
+        ]
+    return "\n".join(lines)
+
+
+def measure(root: Path, seeds: Sequence[int]) -> list[str]:
+    """Run the pipeline once per seed as a DVC experiment in a temporary copy; their names."""
+    names = []
+    for seed in seeds:
+        name = EXPERIMENT.format(seed=seed)
+        print(f"noise: seed {seed}: dvc exp run --temp (experiment {name})", file=sys.stderr)
+        cmd = ["dvc", "exp", "run", "--temp", "--force", "--name", name, "-S", f"seed={seed}"]
+        done = subprocess.run(cmd, cwd=root, check=False)
+        if done.returncode != 0:
+            raise NoiseError(
+                f"`{' '.join(cmd)}` failed (exit {done.returncode}; its output is above); fix "
+                "the cause and run make noise again"
+            )
+        names.append(name)
+    return names
+
+
+def write_summary(root: Path, revs: Sequence[str], out: Path) -> None:
+    noise = summarise([load_run(root, rev) for rev in revs])
+    write_json(root / out, noise)
+    metrics = noise["files"][FILES[0]]
+    widest = sorted(metrics, key=lambda k: metrics[k]["sd"] / (abs(metrics[k]["mean"]) or 1))
+    print(
+        f"noise: {out} written from {len(revs)} runs ({', '.join(revs)}); the most variable "
+        f"metrics, relative to their mean: {', '.join(widest[-3:][::-1])}",
+        file=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m wardrobe.noise", description=__doc__.split("\n\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("measure", help="run other seeds as experiments, then summarise")
+    run.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))
+    run.add_argument("--out", type=Path, default=NOISE)
+    summ = sub.add_parser("summarise", help="write the noise file from runs already made")
+    summ.add_argument("revs", nargs="+", help="commits or DVC experiment names")
+    summ.add_argument("--out", type=Path, default=NOISE)
+    comp = sub.add_parser("compare", help="the workspace's metrics against a commit's")
+    comp.add_argument("--base", default="HEAD", help="a commit or experiment (default HEAD)")
+    comp.add_argument("--noise", type=Path, default=NOISE)
+    args = parser.parse_args(argv)
+    root = project_root()
+    if args.command == "measure":
+        write_summary(root, ["HEAD", *measure(root, args.seeds)], args.out)
+    elif args.command == "summarise":
+        write_summary(root, args.revs, args.out)
+    else:
+        base = metrics_at(root, resolve(root, args.base), args.base)
+        params_file = root / PARAMS
+        params = flatten(yaml.safe_load(params_file.read_text()) or {})
+        params.pop("seed", None)
+        now = metrics_at(root, None, "the workspace")
+        print(report(base, now, read_noise(root / args.noise), f"`{args.base}`", params))
+
+
+if __name__ == "__main__":
+    run_stage("noise", main)

@@ -1,0 +1,222 @@
+"""Tolerances from the noise between seeds (python -m wardrobe.noise): Student's bound checked by
+simulation, the noise file from commits and DVC experiments of a real git repository, what it
+refuses, the comparison's verdicts, and `measure` running real `dvc exp run --temp` seeds of the
+quick pipeline."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from scipy.stats import t
+
+from conftest import QUICK_RUN, ROOT, VENV_BIN, commit, dvc, project_repo, repo_env, write_params
+from wardrobe import noise
+
+
+def test_the_tolerance_bounds_99_percent_of_differences_between_two_runs():
+    n = 5
+    assert noise.tolerance(1.0, 0.0, n) == pytest.approx(t.ppf(0.995, n - 1) * math.sqrt(2))
+    # No spread at all: a millionth of the value, for another CPU's arithmetic.
+    assert noise.tolerance(0.0, 250.0, n) == pytest.approx(250.0 * noise.REL_FLOOR)
+    # Simulated: n runs estimate the spread, then two new runs differ by chance alone.
+    rng = np.random.default_rng(0)
+    trials = 40_000
+    measured = rng.normal(3.0, 0.7, size=(trials, n))
+    sd = measured.std(axis=1, ddof=1)
+    pair = rng.normal(3.0, 0.7, size=(trials, 2))
+    tolerances = np.array([noise.tolerance(s, 3.0, n) for s in sd])
+    beyond = np.mean(np.abs(pair[:, 0] - pair[:, 1]) > tolerances)
+    assert beyond == pytest.approx(0.01, abs=0.003)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def write_run(repo: Path, seed: int, bce: float, fd: float, shares: dict, **params) -> None:
+    (repo / "reports").mkdir(exist_ok=True)
+    raw = {"seed": seed, "ae": {"epochs": 5, "filters": [32, 64]}, **params}
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw))
+    metrics = {"ae": {"test": {"bce": bce, "generation": {"frechet_distance": fd}}}}
+    (repo / "reports" / "metrics.json").write_text(json.dumps(metrics))
+    (repo / "reports" / "class_shares.json").write_text(json.dumps({"ae": shares}))
+
+
+RUNS = (  # seed, ae.test.bce, ae.test.generation.frechet_distance, class share of trousers
+    (42, 0.2530, 82.7, 0.23),
+    (1, 0.2540, 77.7, 0.21),
+    (2, 0.2525, 90.1, 0.25),
+    (3, 0.2534, 85.0, 0.22),
+)
+
+
+@pytest.fixture
+def runs_repo(tmp_path) -> Path:
+    """A git repository whose main branch holds the seed-42 run, with the other seeds as a
+    branch, a tag and a DVC experiment (refs/exps/<baseline[:2]>/<baseline[2:]>/<name>)."""
+    repo = tmp_path / "runs"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    for seed, bce, fd, trousers in RUNS:
+        if seed != 42:
+            git(repo, "checkout", "-q", "-b", f"seed-{seed}", "main")
+        write_run(repo, seed, bce, fd, {"trouser": trousers})
+        commit(repo, f"seed {seed}")
+        if seed == 2:
+            git(repo, "tag", "seed-2-tag")
+        if seed == 3:  # the experiment's commit, kept by a ref DVC's way only
+            head, baseline = git(repo, "rev-parse", "HEAD"), git(repo, "rev-parse", "main")
+            git(repo, "update-ref", f"refs/exps/{baseline[:2]}/{baseline[2:]}/noise-seed-3", head)
+            git(repo, "checkout", "-q", "main")
+            git(repo, "branch", "-D", "-q", "seed-3")
+    git(repo, "checkout", "-q", "main")
+    return repo
+
+
+def test_the_noise_file_holds_each_metrics_spread_and_tolerance(runs_repo):
+    revs = ["main", "seed-1", "seed-2-tag", "noise-seed-3"]
+    summary = noise.summarise([noise.load_run(runs_repo, rev) for rev in revs])
+    assert [r["seed"] for r in summary["runs"]] == [42, 1, 2, 3]
+    assert [r["rev"] for r in summary["runs"]] == revs
+    assert summary["params"] == {"ae.epochs": 5, "ae.filters": [32, 64]}
+    fd = summary["files"]["reports/metrics.json"]["ae.test.generation.frechet_distance"]
+    values = [r[2] for r in RUNS]
+    assert fd["values"] == values
+    assert fd["mean"] == pytest.approx(np.mean(values))
+    assert fd["sd"] == pytest.approx(np.std(values, ddof=1))
+    assert fd["tolerance"] == pytest.approx(t.ppf(0.995, 3) * math.sqrt(2) * fd["sd"])
+    shares = summary["files"]["reports/class_shares.json"]["ae.trouser"]
+    assert shares["values"] == [r[3] for r in RUNS]
+
+
+def test_summarise_refuses_what_is_not_one_set_of_params(runs_repo):
+    load = [noise.load_run(runs_repo, rev) for rev in ("main", "seed-1", "seed-2-tag")]
+    with pytest.raises(noise.NoiseError, match="2 runs cannot estimate a spread"):
+        noise.summarise(load[:2])
+    with pytest.raises(noise.NoiseError, match=r"seeds repeat \(\[42, 1, 42\]\)"):
+        noise.summarise([*load[:2], load[0]])
+    # Another epoch count is another experiment, not noise.
+    git(runs_repo, "checkout", "-q", "-b", "longer")
+    write_run(runs_repo, 7, 0.25, 80.0, {"trouser": 0.2}, vae={"epochs": 9})
+    (runs_repo / "params.yaml").write_text(
+        (runs_repo / "params.yaml").read_text().replace("epochs: 5", "epochs: 6")
+    )
+    commit(runs_repo, "other params")
+    with pytest.raises(
+        noise.NoiseError, match=r"longer and main differ in ae\.epochs, vae\.epochs"
+    ):
+        noise.summarise([*load, noise.load_run(runs_repo, "longer")])
+    with pytest.raises(noise.NoiseError, match="'nope' is neither a commit nor a DVC experiment"):
+        noise.load_run(runs_repo, "nope")
+
+
+def summary_of(repo: Path) -> dict:
+    revs = ("main", "seed-1", "seed-2-tag", "noise-seed-3")
+    return noise.summarise([noise.load_run(repo, rev) for rev in revs])
+
+
+def test_the_comparison_tells_a_move_from_noise(runs_repo):
+    summary = summary_of(runs_repo)
+    tol = summary["files"]["reports/metrics.json"]["ae.test.bce"]["tolerance"]
+    base = noise.metrics_at(runs_repo, noise.resolve(runs_repo, "main"), "main")
+    now = json.loads(json.dumps(base))
+    now["reports/metrics.json"]["ae.test.bce"] += 3 * tol  # moved
+    now["reports/metrics.json"]["ae.test.generation.frechet_distance"] += 1.0  # within its noise
+    now["reports/metrics.json"]["ae.test.kid"] = 2.0  # a new metric: no base, no tolerance
+    del now["reports/class_shares.json"]["ae.trouser"]  # gone
+    params = {**summary["params"], "ae.epochs": 1}
+    text = noise.report(base, now, summary, "`main`", params)
+    lines = text.splitlines()
+    assert lines[0].startswith("**3 of 4 metrics moved beyond their noise** against `main`;")
+    assert "1 changed within it" in lines[0] and "(4 seeds from " in lines[0]
+    assert "measured at other params (ae.epochs 5 → 1)" in text
+    moved = text.split("<details>")[0]
+    assert f"| ae.test.bce | 0.253 | {0.253 + 3 * tol:.6g} | +{3 * tol:.3g} | {tol:.3g} |" in moved
+    assert "| ae.test.kid | — | 2 | — | not measured |" in moved
+    assert "| class_shares.ae.trouser | 0.23 | — | — |" in moved
+    within = text.split("<details>")[1]
+    assert "1 changed within their noise" in within
+    assert "| ae.test.generation.frechet_distance | 82.7 | 83.7 | +1 |" in within
+    # Nothing changed; and without a noise file every change is listed, unweighed.
+    assert noise.report(base, base, summary, "`main`").endswith("No metric changed.")
+    bare = noise.report(base, now, None, "`main`")
+    assert bare.startswith("**4 of 4 metrics differ from `main`**; no tolerances")
+    assert "| ae.test.bce |" in bare and "<details>" not in bare
+
+
+def run_noise(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(VENV_BIN / "python"), "-m", "wardrobe.noise", *args], cwd=repo,
+        env=repo_env(ROOT), capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+
+
+def test_the_command_line_summarises_and_compares(runs_repo):
+    made = run_noise(runs_repo, "summarise", "main", "seed-1", "seed-2-tag", "noise-seed-3")
+    assert made.returncode == 0, made.stderr
+    written = json.loads((runs_repo / "reports" / "noise.json").read_text())
+    assert written["files"] == summary_of(runs_repo)["files"]
+    assert "written from 4 runs" in made.stderr
+    # The workspace's metrics moved in BCE only.
+    metrics = runs_repo / "reports" / "metrics.json"
+    payload = json.loads(metrics.read_text())
+    payload["ae"]["test"]["bce"] = 0.30
+    metrics.write_text(json.dumps(payload))
+    compared = run_noise(runs_repo, "compare", "--base", "seed-1")
+    assert compared.returncode == 0, compared.stderr
+    assert compared.stdout.startswith("**1 of 3 metrics moved beyond their noise** against")
+    assert "| ae.test.bce | 0.254 | 0.3 | +0.046 |" in compared.stdout
+    assert "2 changed within their noise" in compared.stdout  # the FD and the share
+    # A base that does not exist: one line, exit 1.
+    bad = run_noise(runs_repo, "compare", "--base", "nope")
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+    assert bad.stderr.startswith("noise: error: 'nope' is neither a commit nor a DVC experiment")
+    too_few = run_noise(runs_repo, "summarise", "main", "seed-1")
+    assert too_few.returncode == 1
+    assert "2 runs cannot estimate a spread; give three at least" in too_few.stderr
+
+
+@pytest.mark.slow
+def test_measure_runs_each_seed_as_an_experiment_and_leaves_the_workspace(tmp_path, real_mirror):
+    """`python -m wardrobe.noise measure --seeds 1 2` on a committed quick pipeline: two real
+    `dvc exp run --temp` seeds, HEAD's run as the third, and the workspace as it was."""
+    repo = project_repo(tmp_path / "project")
+    write_params(repo, repo / "params.yaml", **QUICK_RUN)
+    repro = dvc(repo, "repro")
+    assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
+    (repo / "reports" / "noise.json").unlink(missing_ok=True)
+    commit(repo, "quick run and its results")
+    before = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True
+    ).stdout
+    measured = run_noise(repo, "measure", "--seeds", "1", "2")
+    assert measured.returncode == 0, measured.stdout[-3000:] + measured.stderr[-3000:]
+    summary = json.loads((repo / "reports" / "noise.json").read_text())
+    assert [(r["rev"], r["seed"]) for r in summary["runs"]] == [
+        ("HEAD", 42), ("noise-seed-1", 1), ("noise-seed-2", 2),
+    ]  # fmt: skip
+    metrics = summary["files"]["reports/metrics.json"]
+    head = json.loads((repo / "reports" / "metrics.json").read_text())
+    bce = metrics["ae.test.bce"]
+    assert bce["values"][0] == head["ae"]["test"]["bce"]
+    assert len(set(bce["values"])) == 3 and bce["sd"] > 0  # other seeds, other weights
+    # The data's facts do not move with the seed: the floor of the BCE is the same in all.
+    assert len(set(metrics["ae.test.bce_floor"]["values"])) == 1
+    assert summary["params"]["ae.epochs"] == 1
+    # The workspace is untouched but for the new noise file.
+    after = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True
+    ).stdout
+    assert after.replace("?? reports/noise.json\n", "") == before
+    assert yaml.safe_load((repo / "params.yaml").read_text())["seed"] == 42
+    # The measured tolerances weigh the workspace against HEAD: nothing moved.
+    compared = run_noise(repo, "compare")
+    assert compared.returncode == 0 and compared.stdout.endswith("No metric changed.\n")
