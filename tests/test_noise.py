@@ -118,6 +118,12 @@ def test_summarise_refuses_what_is_not_one_set_of_params(runs_repo):
         noise.load_run(runs_repo, "nope")
 
 
+def test_measure_refuses_uncommitted_pipeline_changes(runs_repo):
+    (runs_repo / "params.yaml").write_text("seed: 42\nae: {epochs: 9}\n")
+    with pytest.raises(noise.NoiseError, match=r"^params\.yaml changed since HEAD: the exp"):
+        noise.measure(runs_repo, [1])
+
+
 def summary_of(repo: Path) -> dict:
     revs = ("main", "seed-1", "seed-2-tag", "noise-seed-3")
     return noise.summarise([noise.load_run(repo, rev) for rev in revs])

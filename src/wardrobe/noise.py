@@ -47,6 +47,8 @@ CONFIDENCE = 0.99
 REL_FLOOR = 1e-6  # of the value: the arithmetic of another CPU, where runs do not vary at all
 ABS_FLOOR = 1e-12
 EXPERIMENT = "noise-seed-{seed}"
+# What the experiments run: the same set as ci/retrain.sh's retrain trigger.
+PIPELINE = ("params.yaml", "dvc.yaml", "src", "pipeline", "pyproject.toml", "requirements.lock")
 DEFAULT_SEEDS = (1, 2, 3, 4)
 
 
@@ -336,6 +338,13 @@ def report(
 
 def measure(root: Path, seeds: Sequence[int]) -> list[str]:
     """Run the pipeline once per seed as a DVC experiment in a temporary copy; their names."""
+    changed = _git(root, "diff", "HEAD", "--name-only", "--", *PIPELINE).stdout.split()
+    if changed:
+        raise NoiseError(
+            f"{', '.join(changed[:5])} changed since HEAD: the experiments would run the "
+            "changes, HEAD's committed metrics do not; commit them with their `dvc repro` "
+            "results (or stash them), then measure"
+        )
     names = []
     for seed in seeds:
         name = EXPERIMENT.format(seed=seed)
