@@ -344,8 +344,9 @@ def test_readme_results_section_is_generated(trained, evaluated, tmp_path):
         "--class-shares", str(trained / "reports" / "metrics_shares.json"),
         "--figures", str(trained / "reports" / "figures"),
         "--docs", str(tmp_path / "docs" / "figures"), "--readme", str(readme),
+        "--noise", str(tmp_path / "absent.json"),
     ]  # fmt: skip
-    report.main([*args, "--noise", str(tmp_path / "absent.json")])
+    report.main(args)
     text = readme.read_text()
     assert "old text" not in text and text.endswith(f"{report.END}\n\n## After\n")
     assert (
@@ -398,7 +399,7 @@ def test_readme_results_carry_the_spread_over_seeds(trained, evaluated, tmp_path
     closer = sum(
         (ae_fd < v) == (ae_fd < vae_fd) for v in fd["values"]
     )  # the seeds where the FD ranks the models as this run does
-    assert f"({ae_fd:.1f} against {vae_fd:.1f}) (in {closer} of 3 seeds)," in text
+    assert f"({ae_fd:.1f} against {vae_fd:.1f}; in {closer} of 3 seeds)," in text
     assert text.count("of 3 seeds") == 6
 
 

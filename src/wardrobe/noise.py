@@ -364,10 +364,10 @@ def write_summary(root: Path, revs: Sequence[str], out: Path) -> None:
     noise = summarise([load_run(root, rev) for rev in revs])
     write_json(root / out, noise)
     metrics = noise["files"][FILES[0]]
-    widest = sorted(metrics, key=lambda k: metrics[k]["sd"] / (abs(metrics[k]["mean"]) or 1))
+    fixed = sum(entry["sd"] == 0 for entry in metrics.values())
     print(
-        f"noise: {out} written from {len(revs)} runs ({', '.join(revs)}); the most variable "
-        f"metrics, relative to their mean: {', '.join(widest[-3:][::-1])}",
+        f"noise: {out} written from {len(revs)} runs ({', '.join(revs)}): {len(metrics)} "
+        f"metrics, {fixed} of them the same in every run",
         file=sys.stderr,
     )
 

@@ -155,9 +155,9 @@ def spread_note(noise: Mapping[str, Any]) -> str:
     return (
         f"± is the standard deviation over {n} runs that differ only in seed ({seeds}; "
         f"`reports/noise.json`, `make noise`). Two runs of the same params differ by chance "
-        f"by up to {factor:.1f} times it ({confidence:.0%}; it allows for so few runs): a "
-        "smaller difference, between machines or commits, is noise, and `make compare` flags "
-        "the larger ones."
+        f"by up to {factor:.1f} times it ({confidence:.0%}; the factor allows for so few runs). "
+        "Chance alone explains a smaller difference between two runs, on two machines or at "
+        "two commits; `make compare` flags the larger ones."
     )
 
 
@@ -220,7 +220,8 @@ def claims(
                      fd_ae < fd_vae),
         "kid": _order(noise, f"{ae_gen}kid", f"{vae_gen}kid", gen_ae["kid"] < gen_vae["kid"]),
     }  # fmt: skip
-    seeds = {k: f" ({v})" if v else "" for k, v in order.items()}
+    seeds = {k: f" ({v})" if v else "" for k, v in order.items()}  # after a clause
+    inside = {k: f"; {v}" if v else "" for k, v in order.items()}  # inside parentheses
     narrow = (
         min(gen_ae["precision"], gen_vae["precision"]) >= reference["precision"]
         and max(gen_ae["coverage"], gen_vae["coverage"]) < reference["coverage"] / 2
@@ -247,8 +248,7 @@ def claims(
         )
         + f"{seeds['gaps']}.",
         f"- **Centring and coverage (claim 3).** A Gaussian fitted to the VAE's embeddings is "
-        f"{kl_vae:.2f} nats from N(0, I) (the AE's: {kl_ae:.2f}"
-        f"{'; ' + order['kl'] if order['kl'] else ''}). "
+        f"{kl_vae:.2f} nats from N(0, I) (the AE's: {kl_ae:.2f}{inside['kl']}). "
         "The VAE's samples reach "
         f"{_pct(gen_vae['coverage'])} of the test images' neighbourhoods (coverage; recall "
         f"{gen_vae['recall']:.2f}), the AE's {_pct(gen_ae['coverage'])} (recall "
@@ -258,9 +258,9 @@ def claims(
         f"recall {reference['recall']:.2f}). The most common generated class takes "
         f"{top['vae']} for the VAE and {top['ae']} for the AE.",
         f"- **One distance against two measures.** The Frechet distance puts {fd_closer} "
-        f"samples closer to the test images ({fd_ae:.1f} against {fd_vae:.1f}){seeds['fd']}, "
+        f"samples closer to the test images ({fd_ae:.1f} against {fd_vae:.1f}{inside['fd']}), "
         f"KID puts {kid_closer} ({gen_ae['kid']:.3f} ± {gen_ae['kid_std']:.3f} over subsets "
-        f"against {gen_vae['kid']:.3f} ± {gen_vae['kid_std']:.3f}){seeds['kid']}. "
+        f"against {gen_vae['kid']:.3f} ± {gen_vae['kid_std']:.3f}{inside['kid']}). "
         + (
             "By precision, both models' samples are as plausible as real images (k-NN "
             "precision favours blurry images in the dense middle of each class); by "
