@@ -10,9 +10,11 @@
 # (pyproject.toml, requirements.lock) between BASE_REF and HEAD means a retrain. `--detect`
 # only answers: it prints `retrain=true|false` (also to $GITHUB_OUTPUT
 # when set). Otherwise, when a retrain is needed, it runs `dvc repro` (with
-# `--pull --allow-missing` when a DVC remote is configured), and writes a Markdown report (the params
-# and metrics diffs against BASE_REF, the test metrics, the figures) to
-# reports/retrain.md and to $GITHUB_STEP_SUMMARY when set.
+# `--pull --allow-missing` when a DVC remote is configured), and writes a Markdown report to
+# reports/retrain.md and to $GITHUB_STEP_SUMMARY when set: the params diff against BASE_REF,
+# the metrics that moved beyond their noise against it (tolerances from reports/noise.json,
+# `python -m wardrobe.noise compare`), this run against the committed metrics, the test
+# metrics and the figures.
 #
 # Run from the project root with the project's environment on PATH (`make setup`).
 set -euo pipefail
@@ -100,9 +102,10 @@ if git diff --quiet -- "${metrics[@]}"; then
     reproduced="The metrics (\`${metrics[*]}\`) match the committed ones."
 else
     reproduced=$(python -m wardrobe.noise compare --base HEAD)
-    reproduced+=$'\n\n'"Changes within their noise are what another machine's arithmetic gives."
-    reproduced+=" A change beyond it means the change was committed without its \`dvc repro\`"
-    reproduced+=" results: run \`make repro\` and commit dvc.lock and the metrics."
+    reproduced+=$'\n\n'"Another machine's arithmetic moves metrics within their noise. Many"
+    reproduced+=" beyond it (each tolerance lets 1% of chance differences through) mean the"
+    reproduced+=" change was most likely committed without its \`dvc repro\` results: run"
+    reproduced+=" \`make repro\` and commit dvc.lock and the metrics."
 fi
 
 # Separate assignments, so that a failing command stops the script (set -e).

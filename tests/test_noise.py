@@ -118,6 +118,33 @@ def test_summarise_refuses_what_is_not_one_set_of_params(runs_repo):
         noise.load_run(runs_repo, "nope")
 
 
+def test_a_name_measured_at_two_commits_means_heads(runs_repo):
+    """DVC names an experiment once per baseline: after a new commit, `noise-seed-3` of the
+    old baseline and of HEAD coexist, and HEAD's is the one meant."""
+    old = noise.resolve(runs_repo, "noise-seed-3")
+    write_run(runs_repo, 42, 0.2531, 82.0, {"trouser": 0.23})
+    commit(runs_repo, "a new baseline")
+    head = git(runs_repo, "rev-parse", "HEAD")
+    git(runs_repo, "update-ref", f"refs/exps/{head[:2]}/{head[2:]}/noise-seed-3", "seed-1")
+    assert noise.resolve(runs_repo, "noise-seed-3") == git(runs_repo, "rev-parse", "seed-1")
+    git(runs_repo, "update-ref", "-d", f"refs/exps/{head[:2]}/{head[2:]}/noise-seed-3")
+    assert noise.resolve(runs_repo, "noise-seed-3") == old
+    other = git(runs_repo, "rev-parse", "seed-2-tag")  # two old baselines: which one is unclear
+    git(runs_repo, "update-ref", f"refs/exps/{other[:2]}/{other[2:]}/noise-seed-3", "seed-1")
+    with pytest.raises(noise.NoiseError, match="'noise-seed-3' names 2 DVC experiments"):
+        noise.resolve(runs_repo, "noise-seed-3")
+
+
+def test_a_broken_noise_file_or_a_nan_is_not_taken_for_noise(runs_repo, tmp_path):
+    path = tmp_path / "noise.json"
+    path.write_text(json.dumps({"files": {}, "runs": [{"seed": 1}]}))
+    with pytest.raises(noise.NoiseError, match="not a noise file of three runs or more"):
+        noise.read_noise(path)
+    assert noise.read_noise(tmp_path / "absent.json") is None
+    assert noise.Change("x", 1.0, math.nan, 0.5).beyond
+    assert not noise.Change("x", 1.0, 1.4, 0.5).beyond
+
+
 def test_measure_refuses_uncommitted_pipeline_changes(runs_repo):
     (runs_repo / "params.yaml").write_text("seed: 42\nae: {epochs: 9}\n")
     with pytest.raises(noise.NoiseError, match=r"^params\.yaml changed since HEAD: the exp"):

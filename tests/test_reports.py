@@ -395,6 +395,25 @@ def test_readme_results_carry_the_spread_over_seeds(trained, evaluated, tmp_path
     factor = noise.tolerance(1.0, 0.0, 3)
     assert "over 3 runs that differ only in seed (42, 1, 2;" in table
     assert f"by up to {factor:.1f} times it (99%" in table
+    # Measured at other params, the spreads are left out, and the table says nothing of them.
+    for name, payload in (("metrics.json", metrics), ("shares.json", evaluated["class_shares"])):
+        (tmp_path / name).write_text(json.dumps(payload))
+    (tmp_path / "params.yaml").write_text("seed: 42\nae: {epochs: 1}\n")
+    printed = subprocess.run(
+        [sys.executable, "-m", "wardrobe.report", "--metrics", "metrics.json",
+         "--class-shares", "shares.json", "--noise", "noise.json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=stage_env(),
+    )  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    assert " ± " not in printed.stdout and "seeds" not in printed.stdout
+    assert "noise.json was measured at other params (ae.epochs)" in printed.stderr
+    (tmp_path / "params.yaml").write_text("seed: 7\n")  # the seed alone: the same params
+    printed = subprocess.run(
+        [sys.executable, "-m", "wardrobe.report", "--metrics", "metrics.json",
+         "--class-shares", "shares.json", "--noise", "noise.json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=stage_env(),
+    )  # fmt: skip
+    assert f"| Frechet distance: generated images | {cells} |" in printed.stdout
     text = report.claims(metrics, evaluated["class_shares"], summary)
     closer = sum(
         (ae_fd < v) == (ae_fd < vae_fd) for v in fd["values"]

@@ -6,20 +6,21 @@ between two runs exceed that.
     python -m wardrobe.noise compare [--base REV]
 
 `measure` runs the pipeline once per seed as a DVC experiment (`dvc exp run --temp -S seed=N`,
-named `noise-seed-N`; the workspace is left as it is), then summarises HEAD and those
-experiments. `summarise` reads the metrics files at each revision (a commit, a branch or an
-experiment's name), checks that their params differ in `seed` only, and writes
-`reports/noise.json`: per metric the values, their standard deviation and the tolerance.
-`compare` sets the workspace's metrics against those committed at REV (default HEAD) and
-prints, in Markdown, which moved beyond their tolerance.
+named `noise-seed-N`, replacing one of that name at HEAD; the workspace is left as it is),
+then summarises HEAD and those experiments. `summarise` reads the metrics files at each
+revision (a commit, a branch or an experiment's name), checks that their params differ in
+`seed` only, and writes `reports/noise.json`: per metric the values, their standard
+deviation and the tolerance. `compare` sets the workspace's metrics against those committed
+at REV (default HEAD) and prints, in Markdown, which moved beyond their tolerance.
 
 A metric's tolerance bounds the difference between two runs that differ only by chance:
 t * sqrt(2) * s, where s is the metric's standard deviation over the n measured runs and t is
 Student's 99.5% quantile with n - 1 degrees of freedom (a two-sided 99% bound on the difference
 of two independent runs, widened because s comes from few runs); at least a millionth of the
 value, for arithmetic that depends on the CPU only. Another machine's arithmetic perturbs a
-training the way another seed does, usually less, so the tolerances hold across machines. They
-are measured at one set of params; at others they are a guide.
+training the way another seed does, usually less, so a tolerance covers it too; each lets 1%
+of chance differences through, so among many metrics an odd one may cross by chance. They are
+measured at one set of params; at others they are a guide.
 """
 
 from __future__ import annotations
@@ -88,9 +89,11 @@ def resolve(root: Path, rev: str) -> str:
         return found.stdout.strip()
     # DVC keeps each experiment as refs/exps/<baseline[:2]>/<baseline[2:]>/<name>.
     refs = _git(root, "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps/")
-    matches = [
-        line.split()[1] for line in refs.stdout.splitlines() if line.split()[0].endswith(f"/{rev}")
-    ]
+    found = dict(line.split() for line in refs.stdout.splitlines())
+    matches = [commit for ref, commit in found.items() if ref.endswith(f"/{rev}")]
+    if len(matches) > 1:  # one per baseline: HEAD's, as DVC itself prefers
+        head = _git(root, "rev-parse", "HEAD").stdout.strip()
+        matches = [c for ref, c in found.items() if ref == _experiment_ref(head, rev)] or matches
     if len(matches) == 1:
         return matches[0]
     if matches:
@@ -102,6 +105,10 @@ def resolve(root: Path, rev: str) -> str:
         f"{rev!r} is neither a commit nor a DVC experiment here; check the name "
         "(`dvc exp list`, `git log`)"
     )
+
+
+def _experiment_ref(baseline: str, name: str) -> str:
+    return f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}"
 
 
 def read_at(root: Path, commit: str, path: str) -> str | None:
@@ -158,6 +165,21 @@ def load_run(root: Path, rev: str) -> Run:
             "results were committed"
         )
     return Run(rev, commit, params.pop("seed", None), params, metrics)
+
+
+def params_of(path: Path) -> dict[str, Any]:
+    """A params file's keys, flattened, without `seed`: what a noise file was measured at."""
+    try:
+        params = flatten(yaml.safe_load(path.read_text()) or {})
+    except (OSError, yaml.YAMLError) as exc:
+        raise NoiseError(f"{path}: unreadable ({exc}); fix it or pass --params") from None
+    params.pop("seed", None)
+    return params
+
+
+def other_params(noise: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
+    """The params (dotted keys) whose values differ from those the noise was measured at."""
+    return _differences(noise.get("params", {}), params)
 
 
 def tolerance(sd: float, mean: float, n: int, confidence: float = CONFIDENCE) -> float:
@@ -222,8 +244,13 @@ def read_noise(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     noise = _json(path.read_text(), str(path))
-    if not isinstance(noise.get("files"), dict):
-        raise NoiseError(f"{path}: has no per-file tolerances; regenerate it (make noise)")
+    runs, files = noise.get("runs"), noise.get("files")
+    if not (isinstance(files, dict) and isinstance(runs, list) and len(runs) >= 3):
+        raise NoiseError(
+            f"{path}: not a noise file of three runs or more; regenerate it (make noise)"
+        )
+    noise.setdefault("params", {})
+    noise["path"] = str(path)
     return noise
 
 
@@ -242,7 +269,7 @@ class Change:
     def beyond(self) -> bool:
         """True when chance does not explain the change (or no tolerance was measured)."""
         delta = self.delta
-        return delta is None or self.tolerance is None or abs(delta) > self.tolerance
+        return delta is None or self.tolerance is None or not abs(delta) <= self.tolerance
 
 
 def changes(
@@ -280,7 +307,7 @@ def _rows(found: Sequence[Change]) -> list[str]:
 
 
 def _measured_at(noise: Mapping[str, Any]) -> str:
-    runs = noise.get("runs") or [{}]
+    runs = noise["runs"]
     return f"{len(runs)} seeds from {str(runs[0].get('commit', '?'))[:7]}"
 
 
@@ -307,13 +334,14 @@ def report(
             f"**{len(moved)} of {compared} metrics moved beyond their noise** against "
             f"{base_label}; {len(within)} changed within it. A tolerance is the {percent} "
             f"bound on the difference of two runs that differ only in seed ({_measured_at(noise)}"
-            f", `{NOISE}`).",
+            f", `{noise.get('path', NOISE)}`).",
         ]
         if params is not None:
-            differ = _differences(noise.get("params", {}), params)
+            differ = other_params(noise, params)
             if differ:
                 shown = ", ".join(
-                    f"{k} {noise['params'].get(k)!r} → {params.get(k)!r}" for k in differ[:6]
+                    f"{k} {noise.get('params', {}).get(k)!r} → {params.get(k)!r}"
+                    for k in differ[:6]
                 )
                 lines += [
                     "",
@@ -345,11 +373,16 @@ def measure(root: Path, seeds: Sequence[int]) -> list[str]:
             "changes, HEAD's committed metrics do not; commit them with their `dvc repro` "
             "results (or stash them), then measure"
         )
+    head = _git(root, "rev-parse", "HEAD").stdout.strip()
     names = []
     for seed in seeds:
         name = EXPERIMENT.format(seed=seed)
+        # A measurement made before at this commit is replaced (DVC refuses a name twice per
+        # baseline). Not `--force`, which would re-run every stage, fetch included: unchanged
+        # stages are skipped, and DVC's run cache restores a seed already trained.
+        _git(root, "update-ref", "-d", _experiment_ref(head, name))
         print(f"noise: seed {seed}: dvc exp run --temp (experiment {name})", file=sys.stderr)
-        cmd = ["dvc", "exp", "run", "--temp", "--force", "--name", name, "-S", f"seed={seed}"]
+        cmd = ["dvc", "exp", "run", "--temp", "--name", name, "-S", f"seed={seed}"]
         done = subprocess.run(cmd, cwd=root, check=False)
         if done.returncode != 0:
             raise NoiseError(
@@ -394,9 +427,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         write_summary(root, args.revs, args.out)
     else:
         base = metrics_at(root, resolve(root, args.base), args.base)
-        params_file = root / PARAMS
-        params = flatten(yaml.safe_load(params_file.read_text()) or {})
-        params.pop("seed", None)
+        params = params_of(root / PARAMS)
         now = metrics_at(root, None, "the workspace")
         print(report(base, now, read_noise(root / args.noise), f"`{args.base}`", params))
 

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from wardrobe.dataset import CLASS_NAMES
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import atomic_file
 from wardrobe.metrics import class_key
-from wardrobe.noise import read_noise, tolerance
+from wardrobe.noise import other_params, params_of, read_noise, tolerance
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 KEY_FIGURES = (  # (model, figure, caption)
@@ -339,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--class-shares", default="reports/class_shares.json", type=Path)
     parser.add_argument("--figures", default="reports/figures", type=Path)
     parser.add_argument("--docs", default="docs/figures", type=Path, help="where figures go")
+    parser.add_argument("--params", default="params.yaml", type=Path)
     parser.add_argument(
         "--noise",
         default="reports/noise.json",
@@ -349,6 +351,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     metrics, class_shares = read_json(args.metrics), read_json(args.class_shares)
     noise = read_noise(args.noise)
+    if noise is not None and other_params(noise, params_of(args.params)):
+        print(
+            f"report: {args.noise} was measured at other params "
+            f"({', '.join(other_params(noise, params_of(args.params))[:4])}); the values are "
+            "shown without their spreads (make noise measures them anew)",
+            file=sys.stderr,
+        )
+        noise = None
     table = metrics_table(metrics, class_shares, noise)
     if args.readme is None:
         print(table)
