@@ -429,7 +429,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         base = metrics_at(root, resolve(root, args.base), args.base)
         params = params_of(root / PARAMS)
         now = metrics_at(root, None, "the workspace")
-        print(report(base, now, read_noise(root / args.noise), f"`{args.base}`", params))
+        noise = read_noise(root / args.noise)
+        if noise is not None:
+            noise["path"] = str(args.noise)  # as given: relative to the project
+        print(report(base, now, noise, f"`{args.base}`", params))
 
 
 if __name__ == "__main__":
