@@ -40,6 +40,7 @@ import yaml
 from wardrobe.cli import run_stage
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import project_root, write_json
+from wardrobe.tracking.runs import flatten
 
 FILES = ("reports/metrics.json", "reports/class_shares.json")
 NOISE = Path("reports/noise.json")
@@ -55,18 +56,6 @@ DEFAULT_SEEDS = (1, 2, 3, 4)
 
 class NoiseError(WardrobeError):
     """The runs cannot be summarised or compared."""
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists and other leaves are kept as they are."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
 
 
 def numbers(tree: Mapping[str, Any]) -> dict[str, float]:

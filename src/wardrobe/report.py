@@ -351,10 +351,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     metrics, class_shares = read_json(args.metrics), read_json(args.class_shares)
     noise = read_noise(args.noise)
-    if noise is not None and other_params(noise, params_of(args.params)):
+    differ = other_params(noise, params_of(args.params)) if noise is not None else []
+    if differ:
         print(
             f"report: {args.noise} was measured at other params "
-            f"({', '.join(other_params(noise, params_of(args.params))[:4])}); the values are "
+            f"({', '.join(differ[:4])}); the values are "
             "shown without their spreads (make noise measures them anew)",
             file=sys.stderr,
         )
