@@ -7,14 +7,14 @@ experiment that changes only `evaluate.generated`) are two runs side by side in 
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from wardrobe.tracking.datasets import EVALUATION_CONTEXT, SplitDatasets, log_datasets
-from wardrobe.tracking.runs import flatten, recorded_run, run_tags
+from wardrobe.tracking.runs import end_cut_short, flatten, recorded_run, run_tags
 from wardrobe.tracking.store import store_errors, tracking_uri
 
 log = logging.getLogger(__name__)
@@ -75,9 +75,7 @@ def log_evaluation(
                 ],
             )  # fmt: skip
         except BaseException as exc:
-            with contextlib.suppress(Exception):
-                status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-                client.set_terminated(run_id, status)
+            end_cut_short(run_id, exc, functools.partial(client.set_terminated, run_id))
             raise
         client.set_terminated(run_id, "FINISHED")
     log.info("%s: evaluation run %s (%s)", trained, run_id, name)

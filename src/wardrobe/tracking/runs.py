@@ -8,7 +8,8 @@ import json
 import logging
 import os
 import subprocess
-from collections.abc import Iterator, Mapping
+import traceback
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,21 @@ def end_abandoned_runs() -> list[str]:
     return ended
 
 
+def end_cut_short(run_id: str, exc: BaseException, end: Callable[[str], object]) -> None:
+    """End run `run_id` with `end(status)`: KILLED when `exc` is an interrupt (Ctrl-C,
+    SIGTERM), FAILED for any other exception. The frames `exc` unwound are cleared first: an
+    interrupt that lands inside a store call, while SQLite runs a statement, leaves that
+    statement open in those frames, and its lock makes every write (this one too) wait out the
+    busy timeout and fail, leaving the run RUNNING. A store that still refuses is logged, not
+    raised: `exc` is the error to report."""
+    status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+    traceback.clear_frames(exc.__traceback__)
+    try:
+        end(status)
+    except Exception as error:
+        log.warning("could not end MLflow run %s as %s: %s", run_id, status, first_line(error))
+
+
 @contextlib.contextmanager
 def training_run(
     run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
@@ -125,8 +141,7 @@ def training_run(
             mlflow.log_params(flatten(params))
             yield run
     except BaseException as exc:
-        with contextlib.suppress(Exception):
-            mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        end_cut_short(run.info.run_id, exc, mlflow.end_run)
         raise
     with store_errors(uri):
         mlflow.end_run("FINISHED")
