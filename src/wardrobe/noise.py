@@ -239,7 +239,6 @@ def read_noise(path: Path) -> dict[str, Any] | None:
             f"{path}: not a noise file of three runs or more; regenerate it (make noise)"
         )
     noise.setdefault("params", {})
-    noise["path"] = str(path)
     return noise
 
 

@@ -26,7 +26,7 @@ from wardrobe.dataset import CLASS_NAMES
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import atomic_file
 from wardrobe.metrics import class_key
-from wardrobe.noise import other_params, params_of, read_noise, tolerance
+from wardrobe.noise import CONFIDENCE, other_params, params_of, read_noise, tolerance
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 KEY_FIGURES = (  # (model, figure, caption)
@@ -151,7 +151,7 @@ def spread_note(noise: Mapping[str, Any]) -> str:
     runs = noise.get("runs", [])
     n = len(runs)
     seeds = ", ".join(str(r.get("seed")) for r in runs)
-    confidence = float(noise.get("confidence", 0.99))
+    confidence = float(noise.get("confidence", CONFIDENCE))
     factor = tolerance(1.0, 0.0, n, confidence)
     return (
         f"± is the standard deviation over {n} runs that differ only in seed ({seeds}; "

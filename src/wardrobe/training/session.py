@@ -14,6 +14,7 @@ tracking store) marks the run FAILED or KILLED and leaves out_dir as it was.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -46,6 +47,7 @@ from wardrobe.tracking.models import (
 from wardrobe.tracking.runs import (
     delete_run_versions,
     end_abandoned_runs,
+    end_cut_short,
     run_tags,
     training_run,
 )
@@ -111,12 +113,13 @@ def training_session(
                     yield session
                     publishing.enter_context(uninterrupted(f"publishing {name}"))
                 run_ended = True  # FINISHED; the directory swap comes next
-        except BaseException:
+        except BaseException as exc:
             if session is not None:
-                delete_run_versions(session.run.info.run_id)
+                run_id = session.run.info.run_id
+                delete_run_versions(run_id)
                 if run_ended:  # the swap failed: the run published nothing after all
-                    with contextlib.suppress(Exception):
-                        mlflow.MlflowClient().set_terminated(session.run.info.run_id, "FAILED")
+                    client = mlflow.MlflowClient()
+                    end_cut_short(run_id, exc, functools.partial(client.set_terminated, run_id))
             raise
         promote(session.logged)  # last: the alias never names a failed training's model
     log.info("%s: models and run.json written to %s", name, out_dir)
