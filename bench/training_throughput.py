@@ -35,7 +35,7 @@ from wardrobe.dataset import load_split
 from wardrobe.models.autoencoder import build_autoencoder
 from wardrobe.models.vae import build_vae
 from wardrobe.tracking.models import EpochMetrics
-from wardrobe.tracking.runs import training_run
+from wardrobe.tracking.runs import tracked_run
 from wardrobe.tracking.store import configure
 from wardrobe.training.loop import fit, seed_everything
 
@@ -92,7 +92,7 @@ def main() -> None:
 
     sides = {"baseline": baseline, "pipeline": pipeline}
     rates: dict[str, list[float]] = {"baseline": [], "pipeline": []}
-    with training_run("bench", {"model": args.model}, {"bench": "true"}):
+    with tracked_run("bench", {"model": args.model}, {"bench": "true"}):
         for side in sides.values():
             side(0)  # tracing
         for r in range(args.rounds):

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from wardrobe.cli import parse_args, run_stage
-from wardrobe.evaluation import evaluate
 from wardrobe.params import load
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # Imported here, once run_stage has set up the signals: the library takes seconds to load.
+    from wardrobe.evaluation import evaluate
+
     args = parse_args(
         argv, __doc__, models="directory of ae/, vae/ and classifier/ (models)",
         data="directory of train.npz and test.npz (data/processed)",

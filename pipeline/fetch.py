@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from wardrobe.cli import parse_args, run_stage
-from wardrobe.fetch import fetch_raw
 from wardrobe.params import load
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # Imported here, once run_stage has set up the signals: the library takes seconds to load.
+    from wardrobe.fetch import fetch_raw
+
     args = parse_args(argv, __doc__, out="directory for the IDX files (data/raw)")
     data = load(args.params).data
     used = fetch_raw(

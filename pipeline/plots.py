@@ -8,10 +8,12 @@ from collections.abc import Sequence
 
 from wardrobe.cli import parse_args, run_stage
 from wardrobe.params import load
-from wardrobe.plots import plot
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # Imported here, once run_stage has set up the signals: the library takes seconds to load.
+    from wardrobe.plots import plot
+
     args = parse_args(
         argv, __doc__, models="directory of ae/ and vae/ (models)",
         data="directory of test.npz (data/processed)",

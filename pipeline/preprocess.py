@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from wardrobe.cli import parse_args, run_stage
-from wardrobe.dataset import preprocess
 from wardrobe.params import load
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # Imported here, once run_stage has set up the signals: the library takes seconds to load.
+    from wardrobe.dataset import preprocess
+
     args = parse_args(
         argv, __doc__, raw="directory of the IDX files (data/raw)",
         out="directory for train.npz and test.npz (data/processed)",

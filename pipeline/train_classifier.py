@@ -7,10 +7,12 @@ from collections.abc import Sequence
 
 from wardrobe.cli import parse_args, run_stage
 from wardrobe.params import load
-from wardrobe.training.classifier import train
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # Imported here, once run_stage has set up the signals: the library takes seconds to load.
+    from wardrobe.training.classifier import train
+
     args = parse_args(
         argv, __doc__, data="directory of train.npz and test.npz (data/processed)",
         checks="the data checks' verdict (reports/data_checks/summary.json)",

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from wardrobe.checks.validate import validate
 from wardrobe.cli import parse_args, run_stage
 from wardrobe.params import load
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # Imported here, once run_stage has set up the signals: the library takes seconds to load.
+    from wardrobe.checks.validate import validate
+
     args = parse_args(
         argv, __doc__, raw="directory of the IDX files (data/raw)",
         processed="directory of train.npz and test.npz (data/processed)",

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from wardrobe.checks.verdict import CHECKED_KEY
-from wardrobe.dataset import SPLIT_FILES, save_split, split_digests
+from wardrobe.dataset import SPLIT_FILES, data_digest, save_split
 from wardrobe.fetch import CanonicalFile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def make_tiny_project(path: Path) -> Path:
 def write_verdict(summary: Path, data_dir: Path, success: bool = True) -> None:
     """A data-check summary as validate writes it, for the splits now in data_dir."""
     summary.parent.mkdir(parents=True, exist_ok=True)
-    verdict = {"success": success, CHECKED_KEY: split_digests(data_dir)}
+    verdict = {"success": success, CHECKED_KEY: data_digest(data_dir)}
     summary.write_text(json.dumps(verdict))
 
 

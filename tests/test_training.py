@@ -25,7 +25,7 @@ from conftest import (
     write_params,
     write_verdict,
 )
-from wardrobe.dataset import save_split
+from wardrobe.dataset import data_digest, save_split
 from wardrobe.errors import ChecksFailed
 from wardrobe.tracking.store import TrackingError
 from wardrobe.training.classifier import BelowThreshold
@@ -50,6 +50,8 @@ def runs_of(project, order: str = "DESC"):
 
 @pytest.mark.parametrize("model", ["ae", "vae"])
 def test_smoke_training_records_a_complete_run(project, model, monkeypatch):
+    import mlflow
+
     monkeypatch.setenv("DVC_EXP_NAME", "quick-exp")
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
     trained = train(project, model)
@@ -82,14 +84,13 @@ def test_smoke_training_records_a_complete_run(project, model, monkeypatch):
     assert tags["git_commit"] == commit
     assert tags["git_dirty"] == "false"
     assert tags["dvc_exp_name"] == "quick-exp"
-    assert len(tags["processed_data_sha256"]) == 64
-    # the splits as the run's inputs; without dvc.lock, digested by their SHA-256
-    assert tags["processed_data_dvc"] == "not in dvc.lock"
+    # the splits as the run's inputs, digested by DVC's hash of their directory
+    digest = data_digest(project / "data")
+    assert tags["processed_data_dvc"] == digest and digest.endswith(".dir")
     inputs = {
         d.dataset.name: (d.dataset.digest, {t.key: t.value for t in d.tags}["mlflow.data.context"])
         for d in run.inputs.dataset_inputs
     }  # fmt: skip
-    digest = tags["processed_data_sha256"][:32]
     assert inputs == {
         "fashion-mnist-train": (digest, "training"), "fashion-mnist-test": (digest, "validation"),
     }  # fmt: skip
@@ -98,11 +99,18 @@ def test_smoke_training_records_a_complete_run(project, model, monkeypatch):
         run.data.metrics
     )
 
-    decoder_name = f"wardrobe-{model}-decoder"
-    version = client.get_model_version_by_alias(decoder_name, "candidate")
-    assert version.run_id == record["run_id"]
-    logged = {m["name"] for m in record["models"]}
-    assert logged == {p.removesuffix(".keras") for p in FILES[model] if p.endswith(".keras")}
+    # every part a logged model of the run, with its signature and an input example; the
+    # registry is promote's alone
+    logged = {m["name"]: m["model_uri"] for m in record["models"]}
+    assert set(logged) == {p.removesuffix(".keras") for p in FILES[model] if p.endswith(".keras")}
+    for name, uri in logged.items():
+        found = client.get_logged_model(uri.removeprefix("models:/"))
+        assert found.source_run_id == record["run_id"] and found.name == name
+        info = mlflow.models.get_model_info(uri)
+        assert info.signature is not None and info.saved_input_example_info is not None, name
+    example = mlflow.models.Model.load(logged["decoder"]).load_input_example()
+    assert np.asarray(example).shape == (1, 2)  # the latent origin
+    assert client.search_registered_models() == []
 
 
 def test_training_stage_script_prints_its_summary(project):
@@ -115,7 +123,6 @@ def test_training_stage_script_prints_its_summary(project):
     # Quiet: Wardrobe's own INFO lines, no other library's INFO lines or registry notices.
     info = [line for line in result.stderr.splitlines() if " INFO " in line]
     assert info and all(" wardrobe." in line for line in info), result.stderr
-    assert "registered as wardrobe-ae-decoder version 1" in result.stderr
     for noise in ("cpu_feature_guard", "Registered model", "Created version"):
         assert noise not in result.stderr, noise
 
@@ -128,18 +135,19 @@ mlflow.set_tracking_uri(record["tracking_uri"])
 x = np.load(sys.argv[2])
 z = np.random.default_rng(0).normal(size=(4, 2)).astype("float32")
 from_run = mlflow.keras.load_model(f"runs:/{record['run_id']}/decoder")
-from_registry = mlflow.keras.load_model(sys.argv[3])
+logged = {m["name"]: m["model_uri"] for m in record["models"]}
+from_logged = mlflow.keras.load_model(logged["decoder"])
 encoder = mlflow.keras.load_model(f"runs:/{record['run_id']}/encoder")
 np.savez(
-    sys.argv[4],
+    sys.argv[3],
     run=from_run.predict(z, verbose=0),
-    registry=from_registry.predict(z, verbose=0),
+    logged=from_logged.predict(z, verbose=0),
     encoded=np.asarray(encoder.predict(x, verbose=0)[0]),
 )
 """
 
 
-def test_vae_loads_back_from_files_and_from_the_mlflow_run(project):
+def test_vae_loads_back_from_files_from_the_run_and_as_its_logged_model(project):
     import keras
 
     train(project, "vae")
@@ -147,8 +155,7 @@ def test_vae_loads_back_from_files_and_from_the_mlflow_run(project):
     x = np.load(project / "data" / "test.npz")["images"][:5]
     np.save(project / "x.npy", x)
     subprocess.run(
-        [sys.executable, "-c", LOAD_FROM_RUN, str(out / "run.json"), "x.npy",
-         "models:/wardrobe-vae-decoder@candidate", "loaded.npz"],
+        [sys.executable, "-c", LOAD_FROM_RUN, str(out / "run.json"), "x.npy", "loaded.npz"],
         cwd=project, check=True, capture_output=True,
     )  # fmt: skip
     loaded = np.load(project / "loaded.npz")
@@ -156,7 +163,7 @@ def test_vae_loads_back_from_files_and_from_the_mlflow_run(project):
     decoder = keras.models.load_model(out / "decoder.keras")
     expected = decoder.predict(z, verbose=0)
     np.testing.assert_array_equal(loaded["run"], expected)
-    np.testing.assert_array_equal(loaded["registry"], expected)
+    np.testing.assert_array_equal(loaded["logged"], expected)
     encoder = keras.models.load_model(out / "encoder.keras")
     np.testing.assert_array_equal(loaded["encoded"], np.asarray(encoder.predict(x, verbose=0)[0]))
 
@@ -260,12 +267,12 @@ def scratch_store(tmp_path, monkeypatch):
 def test_interrupted_run_is_killed_and_failed_run_is_failed(scratch_store):
     import mlflow
 
-    from wardrobe.tracking.runs import training_run
+    from wardrobe.tracking.runs import tracked_run
     from wardrobe.tracking.store import configure
 
     configure(experiment="interrupts")
     for exc, status in ((KeyboardInterrupt, "KILLED"), (RuntimeError, "FAILED")):
-        with pytest.raises(exc), training_run("x", {"a": 1}, {}) as run:
+        with pytest.raises(exc), tracked_run("x", {"a": 1}, {}) as run:
             raise exc()
         assert mlflow.get_run(run.info.run_id).info.status == status
 
@@ -273,12 +280,12 @@ def test_interrupted_run_is_killed_and_failed_run_is_failed(scratch_store):
 def test_tracking_store_errors_during_a_run_fail_it_with_one_line(scratch_store):
     import mlflow
 
-    from wardrobe.tracking.runs import training_run
+    from wardrobe.tracking.runs import tracked_run
     from wardrobe.tracking.store import configure
 
     configure(experiment="store-errors")
     failure = pytest.raises(TrackingError, match=r"tracking store sqlite:///.* failed")
-    with failure, training_run("x", {}, {}) as run:
+    with failure, tracked_run("x", {}, {}) as run:
         mlflow.log_param("a", 1)
         mlflow.log_param("a", 2)  # MLflow refuses to change a logged param
     assert "\n" not in str(failure.excinfo.value)
@@ -327,11 +334,11 @@ def test_parallel_runs_log_the_same_new_dataset_without_conflict(tmp_path):
         "from wardrobe.tracking.datasets import log_datasets, split_datasets\n"
         "configure()\n"
         "data = {'test': (np.zeros((4, 28, 28, 1), 'float32'), np.arange(4))}\n"
-        "found = split_datasets(data, 'data', 'f' * 64)\n"
+        "found = split_datasets(data, 'data', 'f' * 32 + '.dir')\n"
         "run = mlflow.MlflowClient().create_run(mlflow.get_experiment_by_name('wardrobe')"
         ".experiment_id)\n"
         "time.sleep(max(0.0, float(sys.argv[1]) - time.time()))\n"
-        "log_datasets(mlflow.MlflowClient(), run.info.run_id, found.datasets,"
+        "log_datasets(mlflow.MlflowClient(), run.info.run_id, found,"
         " {'test': 'evaluation'})\n"
     )
     configured = subprocess.run(
@@ -353,33 +360,32 @@ def test_parallel_runs_log_the_same_new_dataset_without_conflict(tmp_path):
     runs = client.search_runs([experiment])
     assert len(runs) == 4
     named = {(d.dataset.name, d.dataset.digest) for r in runs for d in r.inputs.dataset_inputs}
-    assert named == {("fashion-mnist-test", "f" * 32)}
+    assert named == {("fashion-mnist-test", "f" * 32 + ".dir")}
     assert all(len(r.inputs.dataset_inputs) == 1 for r in runs)
 
 
-def test_dvc_hash_is_the_lock_s_hash_only_for_the_files_it_lists(tmp_path):
-    from wardrobe.tracking.datasets import dvc_hash
-
+def test_the_data_digest_is_the_hash_dvc_lock_records(tmp_path):
+    """`dataset.data_digest` computes from the files what DVC records for their directory, so
+    a run's datasets name the dvc.lock entry that `dvc checkout` restores."""
     repo = tmp_path / "repo"
     repo.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     env = stage_env()
     dvc = [str(Path(sys.executable).parent / "dvc")]
     subprocess.run([*dvc, "init", "-q"], cwd=repo, check=True, env=env)
-    make = "mkdir -p out && echo a > out/train.npz && echo b > out/test.npz"
+    make = (
+        "mkdir -p out/sub && echo a > out/train.npz && echo b > out/test.npz && echo c > out/sub/x"
+    )
     subprocess.run([*dvc, "stage", "add", "-q", "-n", "prep", "-o", "out", make],
                    cwd=repo, check=True, env=env)  # fmt: skip
     subprocess.run([*dvc, "repro", "-q"], cwd=repo, check=True, env=env)
     recorded = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["prep"]["outs"][0]
-    assert dvc_hash(repo / "out", repo) == recorded["md5"] and recorded["md5"].endswith(".dir")
-    (repo / "out" / "extra.npz").write_text("c")
-    assert dvc_hash(repo / "out", repo) is None  # a file the listing lacks
-    (repo / "out" / "extra.npz").unlink()
+    assert data_digest(repo / "out") == recorded["md5"] and recorded["md5"].endswith(".dir")
     (repo / "out" / "test.npz").chmod(0o644)
     (repo / "out" / "test.npz").write_text("changed")
-    assert dvc_hash(repo / "out", repo) is None  # a file that differs
-    assert dvc_hash(repo / "elsewhere", repo) is None  # a path dvc.lock does not name
-    assert dvc_hash(repo / "out", tmp_path) is None  # no dvc.lock
+    assert data_digest(repo / "out") != recorded["md5"]
+    with pytest.raises(FileNotFoundError):
+        data_digest(repo / "elsewhere")
 
 
 def test_project_root_outside_dvc_temporary_copies(tmp_path):

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import logging
 import os
-import signal
 import sys
 import tempfile
 import traceback
@@ -22,11 +21,6 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # of CPU features and MLflow's run links are INFO, so show their warnings only.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-# A stage DVC runs (DVC_STAGE names it) ends with its `dvc`: armed on import, before the
-# seconds that TensorFlow and MLflow take to import. A stage run by hand (e.g. under nohup)
-# outlives its shell.
-if os.environ.get("DVC_STAGE"):
-    processes.die_with_parent()
 
 
 def parse_args(
@@ -64,14 +58,6 @@ def configure_logging() -> None:
     logging.getLogger("tensorflow").handlers.clear()
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    """The first Ctrl-C or SIGTERM interrupts the stage; the ones after it (a signal to the
-    whole process group, the parent's death signal) do not cut its clean-up short."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def _save_traceback(name: str) -> str:
     """Write the current exception's traceback to a file; return where (or why not)."""
     try:
@@ -103,16 +89,27 @@ def run_stage(
       (`WARDROBE_LOG_LEVEL=DEBUG` prints it too); exit status 1. An OSError or a MemoryError
       also names the fix.
     - Ctrl-C or SIGTERM (a cancelled CI job, a stopped DVC run) ends MLflow runs KILLED and
-      removes temporary outputs; exit status 130. Under DVC the stage also gets SIGTERM when
-      its `dvc` dies (`processes.die_with_parent`): a killed `dvc repro` does not leave a
-      training running that would publish what dvc.lock never records.
+      removes temporary outputs; exit status 130 (`processes.handle_interrupts`: none is
+      lost). Under DVC (DVC_STAGE names the stage) the stage also gets SIGTERM when its `dvc`
+      dies (`processes.die_with_parent`): a killed `dvc repro` does not leave a training
+      running that would write what dvc.lock never records. A stage run by hand (e.g. under
+      nohup) outlives its shell.
+
+    Both are set up before `main` runs, so a stage script imports TensorFlow and MLflow (which
+    take seconds) inside its `main`.
     """
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _interrupt)
+    processes.handle_interrupts()
+    if os.environ.get("DVC_STAGE"):
+        processes.die_with_parent()
     try:
         configure_logging()
         main(argv)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if not isinstance(exc, KeyboardInterrupt | Exception):
+            raise  # SystemExit: argparse's --help and usage errors
+        if isinstance(exc, Exception) and not processes.interrupted():
+            print(f"{name}: error: {_error_line(name, exc)}", file=sys.stderr)
+            _exit(1)
         # DVC deletes a stage's outputs before it runs it (DVC_STAGE names the stage it runs).
         restore = (
             f"its outputs were not written; `dvc checkout {os.environ['DVC_STAGE']}` restores "
@@ -122,9 +119,6 @@ def run_stage(
         )
         print(f"{name}: interrupted; {restore}", file=sys.stderr)
         _exit(130)
-    except Exception as exc:
-        print(f"{name}: error: {_error_line(name, exc)}", file=sys.stderr)
-        _exit(1)
 
 
 def _error_line(name: str, exc: Exception) -> str:

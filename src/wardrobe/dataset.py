@@ -3,6 +3,9 @@ preprocess stage), and the processed splits every later stage loads."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
 import logging
 import os
 import zipfile
@@ -11,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from wardrobe.errors import DataError
-from wardrobe.fsio import atomic_dir, atomic_file, sha256_file
+from wardrobe.fsio import atomic_dir, atomic_file, md5_file
 from wardrobe.params import NUM_CLASSES, PreprocessParams
 
 log = logging.getLogger(__name__)
@@ -143,10 +146,21 @@ def load_split(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def split_digests(data_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """{"train.npz": sha256, "test.npz": sha256} of the processed splits in data_dir: what the
-    data checks record, and a training compares, to know the data is the checked data."""
-    return {f"{split}.npz": sha256_file(Path(data_dir) / f"{split}.npz") for split in SPLITS}
+def data_digest(data_dir: str | os.PathLike[str]) -> str:
+    """DVC's hash of a directory (`<md5>.dir`, what dvc.lock records for data/processed),
+    computed from its files: the MD5 of the sorted listing of each file's MD5 and path. The
+    one identity of the processed data: validate records it, the trainings and evaluate
+    check it, and MLflow's datasets carry it, so `dvc checkout` finds the data a run saw."""
+    root = Path(data_dir)
+    listing = sorted(
+        ({"md5": md5_file(path), "relpath": path.relative_to(root).as_posix()}
+         for path in root.rglob("*") if path.is_file()),
+        key=lambda entry: entry["relpath"],
+    )  # fmt: skip
+    if not listing:
+        raise FileNotFoundError(errno.ENOENT, "no processed data", str(root))
+    as_dvc_writes_it = json.dumps(listing, sort_keys=True).encode()
+    return hashlib.md5(as_dvc_writes_it, usedforsecurity=False).hexdigest() + ".dir"
 
 
 def load_splits(data_dir: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

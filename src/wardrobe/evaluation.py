@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from wardrobe.dataset import CLASS_NAMES, load_split, split_digests
+from wardrobe.dataset import CLASS_NAMES, data_digest, load_split
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import write_json
 from wardrobe.metrics import (
@@ -38,7 +38,7 @@ from wardrobe.metrics import (
 )
 from wardrobe.models.classifier import feature_model
 from wardrobe.params import EvaluateParams
-from wardrobe.tracking.datasets import data_fingerprint, split_datasets
+from wardrobe.tracking.datasets import split_datasets
 from wardrobe.tracking.evaluations import log_evaluation
 from wardrobe.tracking.runs import flatten
 from wardrobe.tracking.store import check_store
@@ -201,11 +201,11 @@ def evaluate(
             )
         }
     require_finite(metrics)
-    fingerprint = data_fingerprint(split_digests(data_dir))
-    test_set = split_datasets({"test": (images, labels)}, data_dir, fingerprint)
+    digest = data_digest(data_dir)
+    test_set = split_datasets({"test": (images, labels)}, data_dir, digest)
     runs = {
         name: log_evaluation(
-            record, params.model_dump(), seed, flatten(metrics[name]), test_set, fingerprint
+            record, params.model_dump(), seed, flatten(metrics[name]), test_set, digest
         )
         for name, record in records.items()
     }

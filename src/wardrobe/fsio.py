@@ -119,7 +119,15 @@ def write_json(path: str | os.PathLike[str], payload: Any) -> None:
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
+    return _file_digest(path, hashlib.sha256())
+
+
+def md5_file(path: str | os.PathLike[str]) -> str:
+    """The MD5 DVC identifies a file by."""
+    return _file_digest(path, hashlib.md5(usedforsecurity=False))
+
+
+def _file_digest(path: str | os.PathLike[str], digest: Any) -> str:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)

@@ -1,7 +1,7 @@
 """This process as other processes see it: who wrote a temporary file or started a run (host
 and PID namespace, pid, start time: a reused pid is not mistaken for the writer), whether
-that process still runs, a stage that ends when the `dvc` that started it dies, and a block
-that signals do not cut short."""
+that process still runs, a stage that ends when the `dvc` that started it dies, and signals
+that interrupt it, none of them lost."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,8 @@ def die_with_parent() -> None:
     killed stops instead of finishing and publishing outputs that dvc.lock will never record.
     Linux delivers it at once when the parent dies (prctl(PR_SET_PDEATHSIG)); a watcher thread
     follows a shell's parent (`_followed`), and the parent where prctl is missing. Call it as
-    early as possible: `wardrobe.cli` does, on import, for the stages DVC runs."""
+    early as possible: `wardrobe.cli.run_stage` does, for the stages DVC runs, before a stage
+    imports TensorFlow."""
     global _armed
     if _armed or os.getppid() <= 1:  # already, or started by init: nothing to follow
         return
@@ -128,10 +131,75 @@ def die_with_parent() -> None:
     threading.Thread(target=watch, name="wardrobe-parent-watch", daemon=True).start()
 
 
+def handle_interrupts() -> None:
+    """Make Ctrl-C and SIGTERM end the main thread's work with a KeyboardInterrupt, every time.
+
+    Python runs a signal's handler in the main thread at its next bytecode, wherever that is;
+    when it is a finalizer (TensorFlow frees a finished epoch's functions and dataset iterator
+    in `__del__` methods as the next epoch starts), the KeyboardInterrupt the handler raises
+    is reported to `sys.unraisablehook` and dropped: the stage would train on. So:
+    - a KeyboardInterrupt dropped that way is delivered again, by the same signal, a moment
+      later (`_redeliver`), until it lands in code that can raise;
+    - a signal that comes while an interrupt is being handled (the process group's Ctrl-C
+      after a SIGTERM, the parent's death signal) does not cut that clean-up short, and a
+      signal after a lost one interrupts as the first should have: no signal is ignored.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
+    if sys.unraisablehook is not _redeliver:
+        global _unraisable_before
+        _unraisable_before = sys.unraisablehook
+        sys.unraisablehook = _redeliver
+
+
+def interrupted() -> str | None:
+    """The first interrupting signal this process received (`"SIGTERM"`), or None."""
+    return _received
+
+
+_received: str | None = None
+_unraisable_before = sys.__unraisablehook__
+REDELIVER_S = 0.01
+
+
+def _handling_interrupt() -> bool:
+    """Whether the code running now handles a KeyboardInterrupt (an `except` or `finally`
+    block it reached, or code they call), or an exception it turned into (C code that an
+    interrupt cut short raises a SystemError from it)."""
+    exc, seen = sys.exc_info()[1], set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    global _received
+    _received = _received or signal.Signals(signum).name
+    if not _handling_interrupt():
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _redeliver(unraisable: Any) -> None:
+    """sys.unraisablehook: an interrupt a finalizer dropped is sent again, from a timer
+    thread, so that the handler runs once the finalizer has returned. Anything else goes
+    to the hook that was there before."""
+    name = str(unraisable.exc_value) if isinstance(unraisable.exc_value, KeyboardInterrupt) else ""
+    if name not in signal.Signals.__members__:
+        _unraisable_before(unraisable)
+        return
+    log.debug("%s landed in %r, which cannot raise; sending it again", name, unraisable.object)
+    timer = threading.Timer(REDELIVER_S, os.kill, (os.getpid(), signal.Signals[name]))
+    timer.daemon = True
+    timer.start()
+
+
 @contextlib.contextmanager
 def uninterrupted(what: str) -> Iterator[None]:
-    """Run the block to its end whatever Ctrl-C or SIGTERM arrives: a publication (run ended,
-    output swapped in, alias moved) is done whole. A signal that arrives meanwhile is noted in
+    """Run the block to its end whatever Ctrl-C or SIGTERM arrives: a publication (outputs
+    swapped in together) is done whole. A signal that arrives meanwhile is noted in
     the log and otherwise dropped: the stage then ends normally, its work complete, and DVC,
     when alive, records it."""
     if threading.current_thread() is not threading.main_thread():

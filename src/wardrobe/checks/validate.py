@@ -14,9 +14,9 @@ from wardrobe.dataset import (
     PAD,
     PROCESSED_SIDE,
     SPLITS,
+    data_digest,
     load_raw_split,
     load_split,
-    split_digests,
 )
 from wardrobe.errors import ChecksFailed
 from wardrobe.params import NUM_CLASSES, ChecksParams, PreprocessParams
@@ -50,8 +50,8 @@ def validate(
             count=processed_counts[split], **common,
         )  # fmt: skip
         batches.append((processed_spec, *load_split(Path(processed_dir) / f"{split}.npz")))
-    digests = {CHECKED_KEY: split_digests(processed_dir)}
-    summary = run_checks(batches, out_dir, examples=checks.examples, record=digests)
+    checked = {CHECKED_KEY: data_digest(processed_dir)}
+    summary = run_checks(batches, out_dir, examples=checks.examples, record=checked)
     if not summary["success"]:
         raise ChecksFailed(
             f"{summary['failed']} expectation(s) failed: {'; '.join(summary['failures'])}. "

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from wardrobe.tracking.datasets import EVALUATION_CONTEXT, SplitDatasets, log_datasets
+from wardrobe.tracking.datasets import EVALUATION_CONTEXT, log_datasets
 from wardrobe.tracking.runs import end_cut_short, flatten, recorded_run, run_tags
 from wardrobe.tracking.store import store_errors, tracking_uri
 
@@ -33,11 +33,12 @@ def log_evaluation(
     params: Mapping[str, Any],
     seed: int,
     metrics: Mapping[str, float],
-    data: SplitDatasets,
-    fingerprint: str,
+    datasets: Mapping[str, Any],
+    digest: str,
 ) -> dict[str, str] | None:
     """Create the evaluation run of the training run `record` names, log into it, and end it
-    FINISHED; return its record ({"run_id", "run_name"}, what `plots` logs into). None (and
+    FINISHED; `datasets` holds the test split's MLflow dataset, whose DVC hash is `digest`.
+    Return its record ({"run_id", "run_name"}, what `plots` logs into). None (and
     a warning) when the store does not hold the training run (models restored from another
     store's DVC cache): the results are in files only."""
     import mlflow
@@ -51,10 +52,9 @@ def log_evaluation(
         return None
     trained = parent.info.run_name
     linked = model_id(record)
-    test = data.datasets["test"]
+    test = datasets["test"]
     tags = {
-        **run_tags(fingerprint),
-        **data.tags(),
+        **run_tags(digest),
         MLFLOW_PARENT_RUN_ID: parent.info.run_id,  # the training run it evaluates
     }
     name = f"{trained}/eval"
@@ -64,7 +64,7 @@ def log_evaluation(
             logged = flatten({"seed": seed, "evaluate": params})
             client.log_batch(run_id, params=[Param(k, str(v)) for k, v in logged.items()])
             models = [LoggedModelInput(linked)] if linked else []
-            log_datasets(client, run_id, data.datasets, {"test": EVALUATION_CONTEXT}, models)
+            log_datasets(client, run_id, datasets, {"test": EVALUATION_CONTEXT}, models)
             now = int(time.time() * 1000)
             client.log_batch(
                 run_id,

@@ -1,20 +1,18 @@
-"""Keras in MLflow: per-epoch metrics, models logged so they load back in a new process, and
-the registry alias `candidate` on the newest decoder."""
+"""Keras in MLflow: per-epoch metrics, and models logged to their training's run (with a
+signature and an input example) so that they load back in a new process. Trainings register
+nothing: `wardrobe.promote` is the registry's one writer."""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import keras
 
-from wardrobe.tracking.store import store_errors
-
 log = logging.getLogger(__name__)
-
-CANDIDATE_ALIAS = "candidate"
 
 
 class EpochMetrics(keras.callbacks.Callback):
@@ -30,10 +28,8 @@ class EpochMetrics(keras.callbacks.Callback):
 
 @dataclass(frozen=True)
 class LoggedModel:
-    name: str
-    model_uri: str
-    registered_name: str | None = None
-    version: str | None = None
+    name: str  # the part: "decoder", "vae", ...
+    model_uri: str  # models:/<model id>
 
 
 def keras_signature(model: keras.Model) -> Any:
@@ -64,53 +60,40 @@ def keras_signature(model: keras.Model) -> Any:
     )
 
 
-def log_keras_model(
-    model: keras.Model, name: str, registered_name: str | None = None
-) -> LoggedModel:
-    """Log a Keras model to the active run and optionally register a new version of it
-    (`promote` then moves the alias). Loading a model with custom layers back needs their
-    module imported first (`import wardrobe.models.vae` registers the VAE's)."""
+def log_keras_model(model: keras.Model, name: str, input_example: Any) -> LoggedModel:
+    """Log a Keras model to the active run as the logged model `name`. Loading a model with
+    custom layers back needs their module imported first (`import wardrobe.models.vae`
+    registers the VAE's)."""
     import mlflow
     import tensorflow as tf
-    from mlflow.exceptions import MlflowException
 
     requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
-    info = mlflow.keras.log_model(
-        model, name=name, signature=keras_signature(model), pip_requirements=requirements
-    )
-    if registered_name is None:
-        return LoggedModel(name, info.model_uri)
-    # The client registers quietly; MLflow's `registered_model_name=` prints to stderr.
-    client = mlflow.MlflowClient()
-    try:
-        client.create_registered_model(registered_name)
-    except MlflowException as exc:  # registered by an earlier training
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-    version = client.create_model_version(
-        registered_name, info.model_uri, run_id=info.run_id, model_id=info.model_id
-    ).version
-    log.info("%s: registered as %s version %s", name, registered_name, version)
-    return LoggedModel(name, info.model_uri, registered_name, str(version))
+    info = mlflow.models.Model.log(
+        artifact_path=None, name=name, flavor=_KerasFlavor, model=model,
+        signature=keras_signature(model),
+        input_example=input_example, pip_requirements=requirements,
+    )  # fmt: skip
+    return LoggedModel(name, info.model_uri)
 
 
-def promote(models: list[LoggedModel]) -> None:
-    """Point the alias `candidate` at the new registered versions (the last step of a
-    successful training, so it never names a failed run's model)."""
-    import mlflow
+class _KerasFlavor:
+    """`mlflow.keras` for `Model.log`, as `mlflow.keras.log_model` passes it, but with the
+    model's directory made first: MLflow's Keras flavor writes the input example before it
+    creates that directory, and fails (mlflow/mlflow#16183)."""
 
-    client = mlflow.MlflowClient()
-    for model in models:
-        if model.registered_name and model.version:
-            doing = f"could not set {model.registered_name}@{CANDIDATE_ALIAS}"
-            with store_errors(mlflow.get_tracking_uri(), doing):
-                client.set_registered_model_alias(
-                    model.registered_name, CANDIDATE_ALIAS, model.version
-                )
+    __name__ = "mlflow.keras"
+
+    @staticmethod
+    def save_model(path: str, **kwargs: Any) -> None:
+        import mlflow
+
+        os.makedirs(path, exist_ok=True)
+        mlflow.keras.save_model(path=path, **kwargs)
 
 
 def run_record(run: Any, uri: str, models: list[LoggedModel]) -> dict[str, Any]:
-    """What run.json holds: enough for later stages to log into the same run."""
+    """What run.json holds: the run, for later stages to log against, and its logged models
+    (`wardrobe.promote` registers the decoder's)."""
     return {
         "run_id": run.info.run_id,
         "run_name": run.info.run_name,

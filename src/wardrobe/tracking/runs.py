@@ -1,5 +1,5 @@
-"""MLflow runs: a training run that always ends with the right status, its tags, and logging
-later results (test metrics, figures) into a run a training recorded in its run.json."""
+"""MLflow runs: a training's run (its params, tags and datasets) that always ends with the
+right status, and logging later results (figures) into a run that a stage recorded."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from wardrobe import processes
 from wardrobe.errors import first_line
-from wardrobe.tracking.store import store_errors, tracking_uri
+from wardrobe.tracking.datasets import TRAINING_CONTEXTS, log_datasets, split_datasets
+from wardrobe.tracking.store import configure, store_errors, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +50,16 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
-def run_tags(data_sha256: str) -> dict[str, str]:
-    """Git commit and dirtiness of the stage's work tree, the DVC experiment, the data hash,
-    and the process that runs it (so a run it leaves RUNNING when killed can be ended)."""
+def run_tags(data_digest: str) -> dict[str, str]:
+    """Git commit and dirtiness of the stage's work tree, the DVC experiment, DVC's hash of
+    the data it read, and the process that runs it (so a run it leaves RUNNING when killed
+    can be ended)."""
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")
     tags = {
         "git_commit": commit or "unknown",
         "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
-        "processed_data_sha256": data_sha256,
+        "processed_data_dvc": data_digest,
         PROCESS_TAG: processes.identity(),
     }
     if commit:
@@ -65,27 +69,10 @@ def run_tags(data_sha256: str) -> dict[str, str]:
     return tags
 
 
-def delete_run_versions(run_id: str) -> None:
-    """Delete the registered model versions of a run that did not publish its models (failed,
-    interrupted, killed). A store that refuses is logged, not raised: the run's own error is
-    the one to report."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    try:
-        for version in client.search_model_versions(f"run_id = '{run_id}'"):
-            client.delete_model_version(version.name, version.version)
-            log.info("deleted %s version %s of unpublished run %s", version.name,
-                     version.version, run_id)  # fmt: skip
-    except Exception as exc:
-        log.warning("could not delete the model versions of run %s: %s", run_id, first_line(exc))
-
-
 def end_abandoned_runs() -> list[str]:
     """End as FAILED the runs of the active experiment that a process of this host left
-    RUNNING when it was killed (SIGKILL, a power cut), and delete the model versions they
-    registered: their `wardrobe.process` tag names a process that no longer runs. Returns
-    their ids."""
+    RUNNING when it was killed (SIGKILL, a power cut): their `wardrobe.process` tag names a
+    process that no longer runs. Returns their ids."""
     import mlflow
 
     uri = mlflow.get_tracking_uri()
@@ -101,7 +88,6 @@ def end_abandoned_runs() -> list[str]:
         for run in running:
             if processes.gone(run.data.tags.get(PROCESS_TAG, "")):
                 mlflow.MlflowClient().set_terminated(run.info.run_id, "FAILED")
-                delete_run_versions(run.info.run_id)
                 log.warning(
                     "MLflow run %s (%s) was left RUNNING by a process that no longer runs; "
                     "ended it as FAILED", run.info.run_id, run.info.run_name,
@@ -112,12 +98,13 @@ def end_abandoned_runs() -> list[str]:
 
 def end_cut_short(run_id: str, exc: BaseException, end: Callable[[str], object]) -> None:
     """End run `run_id` with `end(status)`: KILLED when `exc` is an interrupt (Ctrl-C,
-    SIGTERM), FAILED for any other exception. The frames `exc` unwound are cleared first: an
-    interrupt that lands inside a store call, while SQLite runs a statement, leaves that
-    statement open in those frames, and its lock makes every write (this one too) wait out the
-    busy timeout and fail, leaving the run RUNNING. A store that still refuses is logged, not
-    raised: `exc` is the error to report."""
-    status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+    SIGTERM, or what C code cut short by one raised), FAILED for any other exception. The
+    frames `exc` unwound are cleared first: an interrupt that lands inside a store call, while
+    SQLite runs a statement, leaves that statement open in those frames, and its lock makes
+    every write (this one too) wait out the busy timeout and fail, leaving the run RUNNING. A
+    store that still refuses is logged, not raised: `exc` is the error to report."""
+    killed = isinstance(exc, KeyboardInterrupt) or processes.interrupted()
+    status = "KILLED" if killed else "FAILED"
     traceback.clear_frames(exc.__traceback__)
     try:
         end(status)
@@ -126,11 +113,12 @@ def end_cut_short(run_id: str, exc: BaseException, end: Callable[[str], object])
 
 
 @contextlib.contextmanager
-def training_run(
+def tracked_run(
     run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
 ) -> Iterator[Any]:
-    """An MLflow run that ends FINISHED, FAILED (an exception) or KILLED (an interrupt); the
-    store's own errors, inside the block too, become one-line TrackingErrors."""
+    """An MLflow run of the active experiment that ends FINISHED, FAILED (an exception) or
+    KILLED (an interrupt), with CPU and memory logged as system metrics; the store's own
+    errors, inside the block too, become one-line TrackingErrors."""
     import mlflow
 
     uri = mlflow.get_tracking_uri()
@@ -145,6 +133,35 @@ def training_run(
         raise
     with store_errors(uri):
         mlflow.end_run("FINISHED")
+
+
+@contextlib.contextmanager
+def training_run(
+    name: str,
+    params: BaseModel,
+    seed: int,
+    data: Mapping[str, tuple[Any, Any]],
+    data_dir: str | os.PathLike[str],
+    digest: str,
+) -> Iterator[Any]:
+    """The run of one training, named `name` (`tracked_run`) in the project's store: `params`
+    logged under `name.`, the seed and the split sizes, tagged (`run_tags`) with `digest`,
+    DVC's hash of data_dir, and the splits logged as its `training` and `validation` inputs.
+    Runs that killed trainings left RUNNING are ended first (`end_abandoned_runs`)."""
+    import mlflow
+
+    configure()
+    end_abandoned_runs()
+    logged = {
+        "seed": seed,
+        name: params.model_dump(),
+        "data": {f"{split}_images": len(images) for split, (images, _) in data.items()},
+    }
+    datasets = split_datasets(data, data_dir, digest)
+    with tracked_run(name, logged, run_tags(digest)) as run:
+        client = mlflow.MlflowClient()
+        log_datasets(client, run.info.run_id, datasets, TRAINING_CONTEXTS)
+        yield run
 
 
 def recorded_run(client: Any, record: Mapping[str, Any]) -> Any | None:

@@ -10,10 +10,12 @@ import keras
 from wardrobe.checks.verdict import require_passed
 from wardrobe.dataset import load_splits
 from wardrobe.errors import WardrobeError
+from wardrobe.fsio import atomic_dir
 from wardrobe.models.classifier import build_classifier
 from wardrobe.params import ClassifierParams
-from wardrobe.training.loop import seed_everything
-from wardrobe.training.session import Trained, training_session
+from wardrobe.tracking.models import EpochMetrics
+from wardrobe.tracking.runs import training_run
+from wardrobe.training.loop import Trained, fit, save, seed_everything
 
 
 class BelowThreshold(WardrobeError):
@@ -24,8 +26,9 @@ def train(
     params: ClassifierParams, seed: int, data_dir: Path, checks: Path, out_dir: Path
 ) -> Trained:
     """Train the classifier on the labels and write out_dir: classifier.keras, history.csv,
-    run.json; refuse a model below classifier.min_accuracy on the test split."""
-    digests = require_passed(checks, data_dir)
+    run.json; refuse a model below classifier.min_accuracy on the test split (the run ends
+    FAILED and out_dir is left as it was, as for any failure)."""
+    digest = require_passed(checks, data_dir)  # DVC's hash of the data the checks passed
     data = load_splits(data_dir)
     seed_everything(seed, params.deterministic)
     classifier = build_classifier(params.filters, params.features, params.dropout)
@@ -34,10 +37,16 @@ def train(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    with training_session(
-        "classifier", params, seed, data, digests, out_dir, data_dir=data_dir
-    ) as session:
-        history = session.fit(classifier, target="labels")
+    # The new out_dir takes the old one's place as the block ends, before the run FINISHES.
+    with (
+        training_run("classifier", params, seed, data, data_dir, digest) as run,
+        atomic_dir(out_dir) as staging,
+    ):
+        history = fit(
+            classifier, data["train"], data["test"], epochs=params.epochs,
+            batch_size=params.batch_size, seed=seed, target="labels",
+            callbacks=[EpochMetrics()],
+        )  # fmt: skip
         accuracy = float(history["val_accuracy"].iloc[-1])
         if not accuracy >= params.min_accuracy:  # a weak classifier's features would mislead
             raise BelowThreshold(
@@ -45,5 +54,5 @@ def train(
                 f"{params.min_accuracy:g}; train longer (classifier.epochs) or lower the "
                 "threshold in params.yaml"
             )
-        session.save(history, {"classifier": classifier})
-    return session.trained
+        trained = save(staging, run, history, {"classifier": classifier}, data["test"][0])
+    return trained

@@ -1,12 +1,15 @@
-"""The one training loop every training stage uses (AE, VAE, classifier): seeding, the tf.data
-input pipeline, the callbacks that stop a diverging run and time each epoch, and the per-epoch
-history."""
+"""What every training stage (AE, VAE, classifier) shares: seeding, the tf.data input
+pipeline, the one training loop (the callbacks that stop a diverging run and time each epoch,
+the per-epoch history) and saving the trained parts to their directory and their MLflow run."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import keras
@@ -15,6 +18,10 @@ import pandas as pd
 import tensorflow as tf
 
 from wardrobe.errors import WardrobeError
+from wardrobe.fsio import write_json
+from wardrobe.tracking.models import LoggedModel, keras_signature, log_keras_model, run_record
+
+log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(WardrobeError):
@@ -145,3 +152,43 @@ def fit(
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
     return frame
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What a training stage reports when it is done."""
+
+    run_id: str
+    seconds: float  # training and validation, every epoch
+    last_epoch: dict[str, float]  # the history's last row
+
+
+def save(
+    staging: Path,
+    run: Any,
+    history: pd.DataFrame,
+    parts: Mapping[str, keras.Model],
+    images: np.ndarray,
+) -> Trained:
+    """Write a trained model into `staging`: history.csv, one `<part>.keras` per part, and
+    run.json (`tracking.models.run_record`); log each part to the active run as a logged
+    model whose input example is the first of `images` (or, for a decoder, the latent
+    origin), and history.csv as an artifact."""
+    import mlflow
+
+    history.to_csv(staging / "history.csv", index=False, float_format="%.6g")
+    logged: list[LoggedModel] = []
+    for stem, part in parts.items():
+        part.save(staging / f"{stem}.keras")
+        [spec] = keras_signature(part).inputs.inputs
+        takes = tuple(spec.shape[1:])
+        example = images[:1] if takes == images.shape[1:] else np.zeros((1, *takes), np.float32)
+        logged.append(log_keras_model(part, stem, example))
+    seconds = float(history["epoch_seconds"].sum())
+    mlflow.log_metric("train_seconds", seconds)
+    mlflow.log_artifact(str(staging / "history.csv"))
+    write_json(staging / "run.json", run_record(run, mlflow.get_tracking_uri(), logged))
+    log.info(
+        "%s: %s logged to MLflow run %s", run.info.run_name, ", ".join(parts), run.info.run_id
+    )
+    return Trained(run.info.run_id, seconds, history.iloc[-1].to_dict())
