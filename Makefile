@@ -9,6 +9,8 @@ INSTALL ?= .[dev]
 ACTIONLINT_DIR := tools/actionlint
 WEB_ASSETS := tools/web-assets
 UI_PORT ?= 5000
+SERVE_PORT ?= 5001
+MODEL ?= vae
 # DVC and Great Expectations send no telemetry; stage scripts find `python` in the venv.
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
@@ -26,7 +28,7 @@ test: SYSTEM_PACKAGES += docker.io=dockerd debootstrap=debootstrap
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system web-assets setup-gpu tools repro results ui test test-fast bench \
-	lint format lock clean stack stack-down push pull noise compare
+	lint format lock clean stack stack-down push pull noise compare promote serve
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -97,6 +99,12 @@ noise: $(VENV)/.installed ## Measure each metric's noise: the pipeline at SEEDS 
 
 compare: $(VENV)/.installed ## Which metrics moved beyond their noise against BASE (default HEAD)
 	$(BIN)/python -m wardrobe.noise compare --base $(or $(BASE),HEAD)
+
+promote: $(VENV)/.installed ## Register the committed workspace's decoders as candidate; move champion only past the noise
+	$(BIN)/python -m wardrobe.promote
+
+serve: $(VENV)/.installed ## Serve wardrobe-$(MODEL)-decoder@champion over REST on 127.0.0.1:$(SERVE_PORT) (MODEL=ae|vae)
+	$(BIN)/python -m wardrobe.serve --model $(MODEL) --port $(SERVE_PORT)
 
 ui: $(VENV)/.installed ## Serve the MLflow UI over the project's mlflow.db on 127.0.0.1:$(UI_PORT)
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \

@@ -54,7 +54,7 @@ def make_project(path: Path) -> Path:
     minutes in epochs of two batches (so that epoch boundaries, where TensorFlow's finalizers
     run, take much of the time), a git repository, a one-stage dvc.yaml and an MLflow store with its schema."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["ae"].update(epochs=100_000, batch_size=10)
+    raw["ae"].update(epochs=1000, batch_size=10)
     (path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     rng = np.random.default_rng(0)
     for split, n in (("train", 20), ("test", 10)):

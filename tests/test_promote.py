@@ -1,0 +1,249 @@
+"""The registry as a gate (`make promote`) and the champion over REST (`make serve`), on a
+quick pipeline retrained by DVC in a real git repository, with the project's measured noise
+(reports/noise.json) as the tolerances."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import (
+    VENV_BIN,
+    client_for,
+    commit,
+    dvc,
+    free_port,
+    ran_stages,
+    repo_env,
+    write_params,
+)
+from wardrobe.promote import GATE, Row, gate
+
+PROMOTE = [sys.executable, "-m", "wardrobe.promote"]
+
+
+def promote(repo: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        PROMOTE, cwd=repo, env=repo_env(repo), capture_output=True, text=True, timeout=300
+    )
+
+
+def registry(repo: Path, model: str) -> tuple[list[str], dict[str, str]]:
+    """The decoder's versions and its aliases."""
+    client = client_for(repo)
+    name = f"wardrobe-{model}-decoder"
+    versions = sorted(str(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+    return versions, {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
+
+
+def retrain_with(repo: Path, message: str, **sections: dict) -> list[str]:
+    """params.yaml with these sections changed, `dvc repro`, committed; the stages it ran."""
+    write_params(repo, repo / "params.yaml", **sections)
+    result = dvc(repo, "repro")
+    assert result.returncode == 0, result.stdout + result.stderr
+    commit(repo, message)
+    return ran_stages(result.stdout)
+
+
+def line_of(result: subprocess.CompletedProcess, model: str) -> str:
+    assert result.returncode == 0, result.stdout + result.stderr
+    [line] = [x for x in result.stdout.splitlines() if x.startswith(f"wardrobe-{model}-decoder:")]
+    return line
+
+
+@pytest.fixture(scope="module")
+def promoted(retrained, tmp_path_factory) -> Path:
+    """A copy of the retrained quick project, committed with its dvc.lock and promoted at
+    once by two `make promote` in two checkouts of that commit, as two CI jobs would, into
+    the first one's store."""
+    work = tmp_path_factory.mktemp("promote")
+    repo = Path(shutil.copytree(retrained[0], work / "repo", symlinks=True))
+    commit(repo, "the quick run's dvc.lock")
+    other = Path(shutil.copytree(repo, work / "other", symlinks=True))
+    store = {"MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
+    both = [
+        subprocess.Popen(PROMOTE, cwd=checkout, env=repo_env(checkout, store),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for checkout in (repo, other)
+    ]  # fmt: skip
+    for process in both:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, out + err
+    return repo
+
+
+@pytest.mark.slow
+def test_two_promotions_at_once_register_one_version_and_one_champion(promoted):
+    for model in ("ae", "vae"):
+        versions, aliases = registry(promoted, model)
+        assert versions == ["1"] and aliases == {"candidate": "1", "champion": "1"}, model
+        version = client_for(promoted).get_model_version(f"wardrobe-{model}-decoder", "1")
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=promoted, text=True,
+                              capture_output=True, check=True).stdout.strip()  # fmt: skip
+        assert version.tags["git_commit"] == head
+        lock = (promoted / "dvc.lock").read_text()
+        assert version.tags["dvc_models_md5"] in lock
+        runs = json.loads((promoted / "reports" / "evaluation_runs.json").read_text())
+        assert version.tags["evaluation_run"] == runs[model]["run_id"]
+    again = promote(promoted)
+    assert "version 1 is the champion already" in line_of(again, "ae")
+    assert registry(promoted, "ae")[0] == ["1"] and registry(promoted, "vae")[0] == ["1"]
+
+
+@pytest.mark.slow
+def test_the_champion_moves_only_beyond_the_noise(promoted):
+    """Better beyond the noise moves `champion`; a clearly worse model (1 epoch after 4) only
+    becomes `candidate`; the better model's run after it keeps `champion`."""
+    assert "train_ae" in retrain_with(promoted, "AE: 4 epochs", ae={"epochs": 4})
+    better = promote(promoted)
+    print(better.stdout)
+    assert line_of(better, "ae").startswith("wardrobe-ae-decoder: champion -> version 2 (better")
+    assert "test.bce (lower is better)" in better.stdout
+    assert "champion already" in line_of(better, "vae")  # the VAE did not change
+    assert registry(promoted, "ae") == (["1", "2"], {"candidate": "2", "champion": "2"})
+
+    # DVC's run cache restores the 1-epoch AE: the same model, so the same version.
+    retrain_with(promoted, "AE: 1 epoch", ae={"epochs": 1})
+    worse = promote(promoted)
+    print(worse.stdout)
+    line = line_of(worse, "ae")
+    assert line.startswith("wardrobe-ae-decoder: champion stays version 2; candidate version 1")
+    assert "worse beyond the noise on test.bce" in line
+    assert registry(promoted, "ae") == (["1", "2"], {"candidate": "1", "champion": "2"})
+
+    retrain_with(promoted, "AE: 4 epochs again", ae={"epochs": 4})
+    kept = promote(promoted)
+    assert "version 2 is the champion already" in line_of(kept, "ae")
+    assert registry(promoted, "ae") == (["1", "2"], {"candidate": "2", "champion": "2"})
+
+
+@pytest.mark.slow
+def test_promote_refuses_what_the_commit_does_not_describe(promoted, tmp_path):
+    repo = Path(shutil.copytree(promoted, tmp_path / "repo", symlinks=True))
+    (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "\n# edited\n")
+    result = promote(repo)
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("promote: error: params.yaml differ from commit")
+    ), result.stderr
+    subprocess.run(["git", "checkout", "params.yaml"], cwd=repo, check=True)
+    write_params(repo, repo / "params.yaml", vae={"epochs": 2})
+    commit(repo, "params without their dvc repro")
+    stale = promote(repo)
+    assert stale.returncode == 1
+    line = stale.stderr.strip().splitlines()[-1]
+    assert "train_vae" in line and "out of date" in line and "dvc repro" in line, stale.stderr
+
+
+def test_the_gate_needs_better_somewhere_and_worse_nowhere():
+    def rows(*deltas: float) -> list[Row]:  # candidate minus champion, lower is better
+        return [Row(f"m{i}", 1.0, 1.0 + d, 0.1, "lower") for i, d in enumerate(deltas)]
+
+    assert gate(rows(-0.2, 0.0)) == (True, "better beyond the noise on m0, nowhere worse")
+    assert gate(rows(-0.2, 0.2))[0] is False  # better on one, worse on another
+    assert gate(rows(-0.05, 0.05)) == (False, "no metric is better beyond the noise")
+    assert Row("c", 0.5, 0.7, 0.1, "higher").verdict == "better"
+    assert Row("c", 0.5, 0.45, 0.1, "higher").verdict == "within noise"
+    assert set(GATE) >= {"test.bce"} and any("generation" in m for m in GATE)
+
+
+SERVE_CHECK = """
+import json, sys, numpy as np, keras
+import wardrobe.models.vae  # noqa: F401
+decoder = keras.models.load_model(sys.argv[1])
+z = np.array(json.loads(sys.argv[2]), dtype="float32")
+print(json.dumps(decoder.predict(z, verbose=0).tolist()))
+"""
+
+
+def post(url: str, payload: object) -> tuple[int, object]:
+    request = urllib.request.Request(
+        url, json.dumps(payload).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+@pytest.mark.slow
+def test_make_serve_answers_with_the_champion_decoder(promoted):
+    """`make serve MODEL=vae` on 127.0.0.1: three latent vectors come back as the decoder's
+    own images; a vector of the wrong size gets a 4xx naming the shape, and the server goes
+    on serving."""
+    port = free_port()
+    server = subprocess.Popen(
+        ["make", "--no-print-directory", "serve", "MODEL=vae", f"SERVE_PORT={port}",
+         f"VENV={VENV_BIN.parent}"],
+        cwd=promoted, env=repo_env(promoted), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, server.stdout.read()
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the server did not answer /ping in 180 s"
+            time.sleep(1)
+        z = [[0.0, 0.0], [1.5, -0.5], [-2.0, 1.0]]
+        status, answer = post(f"{url}/invocations", {"inputs": z})
+        assert status == 200, answer
+        expected = subprocess.run(
+            [sys.executable, "-c", SERVE_CHECK, str(promoted / "models/vae/decoder.keras"),
+             json.dumps(z)],
+            cwd=promoted, env=repo_env(promoted), capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        served = np.asarray(answer["predictions"], dtype=np.float32)
+        assert served.shape == (3, 32, 32, 1)
+        np.testing.assert_allclose(served, np.asarray(json.loads(expected)), atol=1e-6)
+
+        status, answer = post(f"{url}/invocations", {"inputs": [[0.0, 0.0, 0.0]]})
+        assert 400 <= status < 500
+        assert "(-1, 2)" in json.dumps(answer), answer
+        status, _ = post(f"{url}/invocations", {"inputs": z})
+        assert status == 200  # still serving
+
+        batch = {"inputs": np.random.default_rng(0).normal(size=(16, 2)).tolist()}
+        seconds = []
+        for _ in range(100):
+            start = time.perf_counter()
+            assert post(f"{url}/invocations", batch)[0] == 200
+            seconds.append(time.perf_counter() - start)
+        print(f"serve: median {statistics.median(seconds) * 1000:.1f} ms for 16 vectors")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_serve_without_a_champion_is_one_line(tmp_path):
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "wardrobe.serve", "--model", "ae"], cwd=tmp_path,
+        env=repo_env(tmp_path), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("serve: error: sqlite:///")
+        and "has no wardrobe-ae-decoder@champion; promote a model first" in result.stderr
+    )
