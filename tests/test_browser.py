@@ -140,9 +140,21 @@ def test_the_ui_shows_runs_models_datasets_and_comparisons_in_a_browser(
 
             return check
 
-        # The experiment's runs table (MLflow 3 opens experiments on a GenAI overview): the
-        # training runs with their datasets, and, expanded, the evaluation runs nested in
-        # them with theirs.
+        # The experiment opens on its training runs, not on MLflow 3's GenAI overview (traces,
+        # token usage): the experiment is tagged as model training.
+        assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in (
+            experiment["tags"]
+        )
+        driver.get(f"{ui}/#/experiments/{eid}")
+        WebDriverWait(driver, 90).until(
+            lambda d: (
+                d.current_url.endswith(f"/experiments/{eid}/runs")
+                and page_shows({"Training runs", "ae", "vae", "classifier"})(d)
+            )
+        )
+        driver.save_screenshot(str(shots / "landing.png"))
+        # The runs table: the training runs with their datasets, and, expanded, the
+        # evaluation runs nested in them with theirs.
         driver.get(f"{ui}/#/experiments/{eid}/runs")
         WebDriverWait(driver, 90).until(
             page_shows({"Training runs", "ae", "vae", "classifier"}, ("fashion-mnist-train (",))

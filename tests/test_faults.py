@@ -554,6 +554,30 @@ def test_the_stage_runner_gives_one_line_for_any_exception(tmp_path, raised, nee
     assert_one_line_error(result, "stage", *needles)
 
 
+def test_an_error_that_an_interrupt_caused_is_reported_as_the_interrupt(tmp_path):
+    """C code that a signal's KeyboardInterrupt cuts short may raise another error instead
+    (TensorFlow: a SystemError, a ValueError): the stage was still interrupted."""
+    code = (
+        "import os, signal, time\n"
+        "from wardrobe.cli import run_stage\n"
+        "def main(argv):\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
+        "    except KeyboardInterrupt:\n"
+        "        pass\n"
+        "    raise SystemError('bad argument to internal function')\n"
+        "run_stage('stage', main)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+        env=stage_env(), timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 130, result.stderr
+    assert (
+        result.stderr.splitlines()[-1] == "stage: interrupted; its outputs were left as they were"
+    )
+
+
 def test_an_output_path_that_cannot_be_made_is_one_line(project):
     (project / "blocked").write_text("a file where a directory should be")
     args = (*TRAIN_AE[:-1], "blocked/ae")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -82,7 +83,8 @@ def require_committed(root: Path) -> str:
             "the commit that reproduces it; commit them (after `dvc repro`: `git add dvc.lock "
             "&& git commit`), then run make promote"
         )
-    status = _run(root, "dvc", "status", "--json", *STAGES)
+    dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
+    status = _run(root, dvc, "status", "--json", *STAGES)
     if status.returncode != 0:
         raise PromotionError(f"dvc status failed: {status.stderr.strip()[:300]}")
     stale = json.loads(status.stdout or "{}")

@@ -53,6 +53,10 @@ class TrackingError(WardrobeError):
     """The tracking store cannot be reached or written."""
 
 
+# The MLflow UI reads this experiment tag to choose the experiment's landing page.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def tracking_uri(root: Path | None = None) -> str:
     """`MLFLOW_TRACKING_URI` when set, else sqlite:///<project root>/mlflow.db."""
     return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root)
@@ -151,7 +155,8 @@ def _sqlite_file_lock(uri: str) -> Iterator[None]:
 
 
 def configure(experiment: str | None = None) -> str:
-    """Point MLflow at the project's store and experiment; return the tracking URI."""
+    """Point MLflow at the project's store and experiment, tagged as model training (the UI
+    opens it on its training runs, not on the GenAI overview); return the tracking URI."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -162,11 +167,14 @@ def configure(experiment: str | None = None) -> str:
     # The project's own store keeps artifacts beside it; any other store decides for itself.
     location = artifact_root(root) if uri == default_tracking_uri(root) else None
     with store_errors(uri, f"refused the experiment '{name}'"):
-        if mlflow.get_experiment_by_name(name) is None:
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
             try:
                 mlflow.create_experiment(name, artifact_location=location)
             except MlflowException as exc:  # created meanwhile by a parallel stage
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
-        mlflow.set_experiment(name)
+        experiment = mlflow.set_experiment(name)
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            mlflow.set_experiment_tag(EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return uri
