@@ -107,6 +107,7 @@ serve: $(VENV)/.installed ## Serve wardrobe-$(MODEL)-decoder@champion over REST 
 	$(BIN)/python -m wardrobe.serve --model $(MODEL) --port $(SERVE_PORT)
 
 ui: $(VENV)/.installed ## Serve the MLflow UI over the project's mlflow.db on 127.0.0.1:$(UI_PORT)
+	@echo "ui: the training runs: $$($(BIN)/python -m wardrobe.tracking.store $(UI_PORT))"
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
 		--host 127.0.0.1 --port $(UI_PORT)
 

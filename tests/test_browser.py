@@ -33,6 +33,12 @@ def api(base: str, endpoint: str, payload: dict | None = None, **query) -> dict:
         return json.loads(response.read())
 
 
+class UI(str):
+    """The UI's base URL, and the link `make ui` prints to the training runs."""
+
+    link: str
+
+
 @pytest.fixture(scope="module")
 def ui(retrained):
     """`make ui` on a free loopback port, serving the retrained copy's mlflow.db."""
@@ -45,7 +51,9 @@ def ui(retrained):
         cwd=repo, env=repo_env(repo), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, start_new_session=True,
     )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    base = UI(f"http://127.0.0.1:{port}")
+    first = server.stdout.readline()  # make's line with the link to the training runs
+    base.link = first.removeprefix("ui: the training runs: ").strip()
     deadline = time.monotonic() + 90
     while True:
         try:
