@@ -148,19 +148,6 @@ def test_the_ui_shows_runs_models_datasets_and_comparisons_in_a_browser(
 
             return check
 
-        # The experiment opens on its training runs, not on MLflow 3's GenAI overview (traces,
-        # token usage): the experiment is tagged as model training.
-        assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in (
-            experiment["tags"]
-        )
-        driver.get(f"{ui}/#/experiments/{eid}")
-        WebDriverWait(driver, 90).until(
-            lambda d: (
-                d.current_url.endswith(f"/experiments/{eid}/runs")
-                and page_shows({"Training runs", "ae", "vae", "classifier"})(d)
-            )
-        )
-        driver.save_screenshot(str(shots / "landing.png"))
         # The runs table: the training runs with their datasets, and, expanded, the
         # evaluation runs nested in them with theirs.
         driver.get(f"{ui}/#/experiments/{eid}/runs")
@@ -205,6 +192,24 @@ def test_the_ui_shows_runs_models_datasets_and_comparisons_in_a_browser(
         driver.set_window_size(1600, 3200)
         time.sleep(2)  # the page re-lays itself out for the new size
         driver.save_screenshot(str(shots / "compare_full.png"))
+
+        # Last (the UI then remembers the workflow type): `make ui`'s link opens the
+        # experiment on its training runs, not on MLflow 3's GenAI overview (traces, token
+        # usage), and the experiment is tagged as model training.
+        assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in (
+            experiment["tags"]
+        )
+        assert ui.link == f"{ui}/#/experiments/{eid}/runs?workflowType=machine_learning"
+        driver.set_window_size(1600, 1000)
+        driver.get(ui.link)
+        WebDriverWait(driver, 90).until(
+            lambda d: (
+                f"/experiments/{eid}/runs?workflowType=machine_learning" in d.current_url
+                and page_shows({"Model training", "ae", "vae", "classifier"})(d)
+                and "Tokens per Trace" not in d.find_element(By.TAG_NAME, "body").text
+            )
+        )
+        driver.save_screenshot(str(shots / "landing.png"))
     finally:
         driver.set_window_size(1600, 1000)
     print(f"screenshots: {shots}")
