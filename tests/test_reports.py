@@ -158,7 +158,10 @@ def test_the_new_metrics_are_in_range_and_anchor_the_bce(evaluated):
         for scores in (test["generation"], test["reconstructions"], reference):
             for key in ("precision", "recall", "coverage"):
                 assert 0.0 <= scores[key] <= 1.0, (model, key)
-            assert scores["density"] >= 0.0 and scores["kid_std"] > 0.0
+            # 0 is right for a model whose images are all alike (a 2-epoch AE on 200 images
+            # collapses on some CPUs): every subset then gives the same estimate
+            assert scores["density"] >= 0.0 and scores["kid_std"] >= 0.0
+        assert reference["kid_std"] > 0.0  # real images: the subsets differ
         # a perfect reconstruction beats the model and the mean image (which the tiny
         # project's 2-epoch models do not beat: bce_gain may be negative here)
         assert test["bce_floor"] < min(test["bce"], test["bce_mean_image"]), model
