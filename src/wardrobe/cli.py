@@ -104,21 +104,26 @@ def run_stage(
     try:
         configure_logging()
         main(argv)
-    except BaseException as exc:
-        if not isinstance(exc, KeyboardInterrupt | Exception):
-            raise  # SystemExit: argparse's --help and usage errors
-        if isinstance(exc, Exception) and not processes.interrupted():
-            print(f"{name}: error: {_error_line(name, exc)}", file=sys.stderr)
-            _exit(1)
-        # DVC deletes a stage's outputs before it runs it (DVC_STAGE names the stage it runs).
-        restore = (
-            f"its outputs were not written; `dvc checkout {os.environ['DVC_STAGE']}` restores "
-            "the ones dvc.lock records"
-            if os.environ.get("DVC_STAGE")
-            else "its outputs were left as they were"
-        )
-        print(f"{name}: interrupted; {restore}", file=sys.stderr)
-        _exit(130)
+    except KeyboardInterrupt:
+        _interrupted(name)
+    except Exception as exc:
+        if processes.interrupted():  # C code an interrupt cut short raised this instead
+            _interrupted(name)
+        print(f"{name}: error: {_error_line(name, exc)}", file=sys.stderr)
+        _exit(1)
+
+
+def _interrupted(name: str) -> NoReturn:
+    """The interrupted stage's line, then exit 130. DVC deletes a stage's outputs before it
+    runs it (DVC_STAGE names the stage it runs): the line says how to get them back."""
+    restore = (
+        f"its outputs were not written; `dvc checkout {os.environ['DVC_STAGE']}` restores "
+        "the ones dvc.lock records"
+        if os.environ.get("DVC_STAGE")
+        else "its outputs were left as they were"
+    )
+    print(f"{name}: interrupted; {restore}", file=sys.stderr)
+    _exit(130)
 
 
 def _error_line(name: str, exc: Exception) -> str:

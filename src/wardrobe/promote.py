@@ -202,7 +202,8 @@ def register(client: Any, model: str, record: Mapping[str, Any], tags: Mapping[s
     return _version_with_hash(client, name, tags[HASH_TAG])
 
 
-def _alias(client: Any, name: str, alias: str) -> Any | None:
+def alias_version(client: Any, name: str, alias: str) -> Any | None:
+    """The version `name@alias` names, or None when the alias (or the model) does not exist."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -235,7 +236,7 @@ def promote_model(
     }
     version = register(client, model, record, tags)
     client.set_registered_model_alias(name, CANDIDATE, version.version)
-    champion = _alias(client, name, CHAMPION)
+    champion = alias_version(client, name, CHAMPION)
     candidate_metrics = client.get_run(version.tags[EVAL_TAG]).data.metrics
     champion_metrics = (
         client.get_run(champion.tags[EVAL_TAG]).data.metrics if champion is not None else {}

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from wardrobe.errors import WardrobeError
-from wardrobe.promote import CHAMPION, MODELS, registered_name
+from wardrobe.promote import CHAMPION, MODELS, alias_version, registered_name
 
 DEFAULT_PORT = 5001
 
@@ -27,22 +27,18 @@ DEFAULT_PORT = 5001
 def champion_uri(model: str) -> tuple[str, str]:
     """(the store's URI, the champion's model URI), or a WardrobeError saying how to get one."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     from wardrobe.tracking.store import check_store, store_errors
 
     uri = check_store()
     name = registered_name(model)
     with store_errors(uri, f"could not look up {name}@{CHAMPION}"):
-        try:
-            mlflow.MlflowClient(tracking_uri=uri).get_model_version_by_alias(name, CHAMPION)
-        except MlflowException as exc:
-            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                raise
-            raise WardrobeError(
-                f"{uri} has no {name}@{CHAMPION}; promote a model first (make repro, commit "
-                "dvc.lock, make promote)"
-            ) from None
+        champion = alias_version(mlflow.MlflowClient(tracking_uri=uri), name, CHAMPION)
+    if champion is None:
+        raise WardrobeError(
+            f"{uri} has no {name}@{CHAMPION}; promote a model first (make repro, commit "
+            "dvc.lock, make promote)"
+        )
     return uri, f"models:/{name}@{CHAMPION}"
 
 

@@ -167,15 +167,14 @@ def configure(experiment: str | None = None) -> str:
     # The project's own store keeps artifacts beside it; any other store decides for itself.
     location = artifact_root(root) if uri == default_tracking_uri(root) else None
     with store_errors(uri, f"refused the experiment '{name}'"):
-        experiment = mlflow.get_experiment_by_name(name)
-        if experiment is None:
+        if mlflow.get_experiment_by_name(name) is None:
             try:
                 mlflow.create_experiment(name, artifact_location=location)
             except MlflowException as exc:  # created meanwhile by a parallel stage
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
-        experiment = mlflow.set_experiment(name)
-        if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        active = mlflow.set_experiment(name)
+        if active.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
             mlflow.set_experiment_tag(EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return uri
 
