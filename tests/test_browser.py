@@ -52,8 +52,13 @@ def ui(retrained):
         text=True, start_new_session=True,
     )  # fmt: skip
     base = UI(f"http://127.0.0.1:{port}")
-    first = server.stdout.readline()  # make's line with the link to the training runs
-    base.link = first.removeprefix("ui: the training runs: ").strip()
+    prefix = "ui: the training runs: "
+    for line in server.stdout:  # under a parent make, make's "Entering directory" comes first
+        if line.startswith(prefix):
+            base.link = line.removeprefix(prefix).strip()
+            break
+    else:
+        pytest.fail(f"`make ui` exited ({server.wait()}) before printing the link")
     deadline = time.monotonic() + 90
     while True:
         try:
