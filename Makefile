@@ -21,8 +21,9 @@ export PATH := $(abspath $(BIN)):$(PATH)
 SYSTEM_PACKAGES := dataset-fashion-mnist=$(DATASET_DIR)/train-images-idx3-ubyte.gz \
 	git=git npm=npm
 test test-fast: SYSTEM_PACKAGES += chromium=/usr/bin/chromium chromium-driver=/usr/bin/chromedriver
-# The team stack (and the tests that start it) run PostgreSQL 15.
-stack test test-fast: SYSTEM_PACKAGES += postgresql=/usr/lib/postgresql/15/bin/initdb
+# The team stack (and the tests that start it) run PostgreSQL 15, and socat, the one door from
+# 127.0.0.1 into SeaweedFS' private network namespace (its S3 gateway).
+stack test test-fast: SYSTEM_PACKAGES += postgresql=/usr/lib/postgresql/15/bin/initdb socat=socat
 # The container test builds the image on a Docker engine, its base image by debootstrap.
 test: SYSTEM_PACKAGES += docker.io=dockerd debootstrap=debootstrap
 
@@ -107,9 +108,7 @@ serve: $(VENV)/.installed ## Serve wardrobe-$(MODEL)-decoder@champion over REST 
 	$(BIN)/python -m wardrobe.serve --model $(MODEL) --port $(SERVE_PORT)
 
 ui: $(VENV)/.installed ## Serve the MLflow UI over the project's mlflow.db on 127.0.0.1:$(UI_PORT)
-	@echo "ui: the training runs: $$($(BIN)/python -m wardrobe.tracking.store $(UI_PORT))"
-	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
-		--host 127.0.0.1 --port $(UI_PORT)
+	$(BIN)/python -m wardrobe.ui --port $(UI_PORT)
 
 # The team stack's extras: PostgreSQL driver, S3 client, SeaweedFS (pyproject.toml `stack`).
 $(VENV)/.stack-installed: pyproject.toml requirements.lock | $(VENV)/.installed

@@ -34,9 +34,10 @@ def api(base: str, endpoint: str, payload: dict | None = None, **query) -> dict:
 
 
 class UI(str):
-    """The UI's base URL, and the link `make ui` prints to the training runs."""
+    """The UI's base URL, the link `make ui` prints to the training runs, and its project."""
 
     link: str
+    repo: Path
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,7 @@ def ui(retrained):
         text=True, start_new_session=True,
     )  # fmt: skip
     base = UI(f"http://127.0.0.1:{port}")
+    base.repo = repo
     prefix = "ui: the training runs: "
     for line in server.stdout:  # under a parent make, make's "Entering directory" comes first
         if line.startswith(prefix):
@@ -98,6 +100,29 @@ def test_the_ui_serves_the_runs_with_params_metrics_and_figures(ui):
             timeout=30,
         ).read()
         assert figure.startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target, variable, what", [
+    ("ui", "UI_PORT", "the MLflow UI"), ("serve", "SERVE_PORT", "the model server"),
+])  # fmt: skip
+def test_a_taken_port_stops_make_ui_and_make_serve_with_one_line(ui, target, variable, what):
+    """A second `make ui` (or a `make serve`) on the port the UI holds: one line naming the
+    port and the variable that moves it, a non-zero exit, nothing started."""
+    repo, venv, port = ui.repo, ROOT / ".venv", ui.rsplit(":", 1)[1]
+    done = subprocess.run(
+        ["make", "--no-print-directory", target, f"{variable}={port}", f"VENV={venv}", "-o",
+         f"{venv}/.installed"],
+        cwd=repo, env=repo_env(repo), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    ours = [line for line in done.stderr.splitlines() if not line.startswith("make")]
+    assert ours == [
+        f"{target}: error: port {port} on 127.0.0.1 ({what}) is already taken; stop what uses "
+        f"it or set {variable} to a free port (e.g. make {target} {variable}={int(port) + 1})"
+    ], done.stderr
+    with urllib.request.urlopen(f"{ui}/health", timeout=5) as answer:  # the UI goes on
+        assert answer.status == 200
 
 
 @pytest.fixture(scope="module")

@@ -410,6 +410,28 @@ def test_sigterm_to_dvc_repro_stops_the_training_and_dvc_checkout_restores(retra
     assert dvc(repo, "status").stdout == status_before
 
 
+@pytest.mark.slow
+def test_a_failed_evaluate_or_plots_leaves_the_reports_as_they_were(retrained, tmp_path):
+    """A corrupt VAE file: `dvc repro -s evaluate` fails with one line, then `dvc repro -s
+    plots` does; the reports git holds (metrics.json, class_shares.json), the evaluation runs
+    and the figures are byte for byte what they were."""
+    repo = Path(shutil.copytree(retrained[0], tmp_path / "repo", symlinks=True))
+    reports = repo / "reports"
+    names = ("metrics.json", "class_shares.json", "evaluation_runs.json")
+    files = [*(reports / n for n in names), *sorted((reports / "figures").rglob("*.png"))]
+    before = {path: path.read_bytes() for path in files}
+    model = repo / "models" / "vae" / "vae.keras"
+    model.unlink()  # a new file: the DVC cache's copy stays as it is
+    model.write_bytes(b"not a Keras file")
+    for stage in ("evaluate", "plots"):
+        failed = dvc(repo, "repro", "-s", stage)
+        assert failed.returncode != 0, failed.stdout
+        errors = [line for line in failed.stderr.splitlines() if f"{stage}: error:" in line]
+        assert len(errors) == 1 and str(model.relative_to(repo)) in errors[0], failed.stderr
+        assert {path: path.read_bytes() for path in files if path.exists()} == before, stage
+        assert all(path.exists() for path in files), stage
+
+
 def running_in(pid: str, repo: Path) -> bool:
     """Whether process `pid` runs a pipeline script of `repo`."""
     try:
@@ -497,6 +519,57 @@ def test_a_read_only_or_full_store_is_named_with_the_fix(project, mount, fault, 
     assert_store_fault(project, uri, cause, fix)
 
 
+@contextlib.contextmanager
+def memory_cgroup(limit: int) -> Iterator[Path]:
+    """A memory cgroup (v2, or v1's memory controller) of `limit` bytes; yields the
+    cgroup.procs file a process joins it by. Needs root."""
+    name = f"wardrobe-test-{os.getpid()}"
+    v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    group = Path("/sys/fs/cgroup" if v2 else "/sys/fs/cgroup/memory") / name
+    try:
+        group.mkdir()
+        (group / ("memory.max" if v2 else "memory.limit_in_bytes")).write_text(str(limit))
+    except OSError as exc:
+        pytest.fail(f"this test needs a memory cgroup it can make (as root): {exc}")
+    try:
+        yield group / "cgroup.procs"
+    finally:
+        for _ in range(50):  # the process has left it once it has exited; the kernel lags
+            with contextlib.suppress(OSError):
+                group.rmdir()
+                break
+            time.sleep(0.1)
+
+
+def test_a_batch_larger_than_the_free_memory_is_one_line_before_training(project):
+    """The AE stage with one batch of 5,000 images in a container-like memory limit of 2 GiB
+    (TensorFlow would fail to allocate, then segfault): one line naming ae.batch_size and
+    what fits, exit 1, no run, nothing written."""
+    from wardrobe.memory import batch_bytes
+    from wardrobe.models.autoencoder import build_autoencoder
+
+    rng = np.random.default_rng(0)
+    images = rng.random((5000, 32, 32, 1), dtype=np.float32)
+    save_split(project / "data" / "train.npz", images, np.arange(5000, dtype=np.uint8) % 10)
+    write_verdict(project / "checks" / "summary.json", project / "data")
+    write_params(project, project / "params.yaml", ae={"batch_size": 5000})
+    limit = 2 * 2**30
+    assert batch_bytes(build_autoencoder(2, (32, 64, 128))[0], 5000, True) > limit
+    with memory_cgroup(limit) as procs:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "pipeline" / "train_ae.py"), *TRAIN_AE], cwd=project,
+            capture_output=True, text=True, timeout=600, env=stage_env(),
+            preexec_fn=lambda: procs.write_text(str(os.getpid())),
+        )  # fmt: skip
+    line = assert_one_line_error(
+        result, "train_ae", "out of memory: one batch of 5000 images (ae.batch_size) needs about",
+        "GiB is free; lower ae.batch_size (about", "fits here) or free memory",
+    )  # fmt: skip
+    print(line)
+    assert not (project / "models").exists()
+    assert not (project / "mlflow.db").exists() or statuses(project) == []
+
+
 # Data the checks did not pass, and exceptions nobody expected.
 
 
@@ -532,6 +605,8 @@ def test_an_unexpected_exception_is_one_line_with_its_traceback_saved(project):
     "raised, needles",
     [
         ("MemoryError()", ("out of memory", "lower the batch sizes")),
+        ("__import__('tensorflow').errors.ResourceExhaustedError(None, None, 'OOM when "
+         "allocating tensor with shape[60000,32,32,32]')", ("out of memory", "lower the batch")),
         ("OSError(28, 'No space left on device', 'models/x')",
          ("cannot use models/x (No space left on device); free disk space",)),
         ("OSError(13, 'Permission denied', 'data')",
@@ -539,7 +614,8 @@ def test_an_unexpected_exception_is_one_line_with_its_traceback_saved(project):
         ("OSError('first line\\nsecond line')", ("cannot use a file (first line); check",)),
         ("RuntimeError('boom\\nsecond line')", ("unexpected RuntimeError: boom (traceback",)),
     ],
-    ids=["MemoryError", "disk-full", "permission", "OSError-two-lines", "RuntimeError"],
+    ids=["MemoryError", "ResourceExhausted", "disk-full", "permission", "OSError-two-lines",
+         "RuntimeError"],
 )  # fmt: skip
 def test_the_stage_runner_gives_one_line_for_any_exception(tmp_path, raised, needles):
     code = (

@@ -207,3 +207,17 @@ def test_kid_needs_two_samples_and_far_share_counts_the_gaps():
 def test_the_bce_floor_is_the_targets_own_entropy():
     assert bce_floor(np.full((3, 4), 0.5)) == pytest.approx(np.log(2))
     assert bce_floor(np.array([[0.0, 1.0]])) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_fewest_generated_images_the_rules_allow_are_enough_for_every_metric():
+    """params' MIN_GENERATED is the fewest images generation_metrics takes: it scores them
+    (finite), and one fewer fails."""
+    from wardrobe.metrics import generation_metrics
+    from wardrobe.params import MIN_GENERATED
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(200, 8))
+    scored = generation_metrics(real, rng.normal(size=(MIN_GENERATED, 8)), rng)
+    assert all(math.isfinite(v) for v in scored.values()), scored
+    with pytest.raises(ValueError):
+        generation_metrics(real, rng.normal(size=(MIN_GENERATED - 1, 8)), rng)

@@ -97,6 +97,7 @@ def write(tmp_path, mutate):
          r"vae.learning_rate must be greater than 0"),
         (lambda r: r["vae"].update(batch_size=0), r"vae.batch_size must be at least 1"),
         (lambda r: r["evaluate"].update(generated=10**12), r"evaluate.generated must be at most"),
+        (lambda r: r["evaluate"].update(generated=5), r"evaluate.generated must be at least 6"),
         (lambda r: r["plots"].update(dpi=100_000), r"plots.dpi must be at most 600"),
         (lambda r: r.update(seed=-3), r"seed must be at least 0, got -3"),
     ],

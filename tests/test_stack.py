@@ -3,7 +3,7 @@ MLflow server, started for real on 127.0.0.1 in a project copy, on ports of thei
 
 from __future__ import annotations
 
-import http.server
+import json
 import os
 import random
 import shutil
@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,10 +31,7 @@ from conftest import (
 
 pytestmark = pytest.mark.slow
 
-PORT_NAMES = (
-    "PG", "S3", "MLFLOW", "WEED_MASTER", "WEED_VOLUME", "WEED_FILER", "WEED_WEBDAV",
-    "WEED_ADMIN", "WEED_ICEBERG", "WEED_LANCE",
-)  # fmt: skip
+PORT_NAMES = ("PG", "S3", "MLFLOW")  # SeaweedFS' own ports are in its network namespace
 
 
 def free(port: int) -> bool:
@@ -49,11 +45,11 @@ def free(port: int) -> bool:
 
 
 def stack_ports() -> dict[str, str]:
-    """STACK_*_PORT variables: free ports whose gRPC twins (+10000, SeaweedFS') are free too."""
+    """STACK_*_PORT variables: free ports on 127.0.0.1."""
     ports: dict[str, str] = {}
     while len(ports) < len(PORT_NAMES):
         port = random.randrange(20000, 30000)
-        if free(port) and free(port + 10000) and str(port) not in ports.values():
+        if free(port) and str(port) not in ports.values():
             ports[f"STACK_{PORT_NAMES[len(ports)]}_PORT"] = str(port)
     return ports
 
@@ -79,49 +75,44 @@ class Stack:
         exports = [line.removeprefix("export ") for line in lines if line.startswith("export ")]
         return dict(line.split("=", 1) for line in exports)
 
+    @property
+    def tracking(self) -> dict[str, str]:
+        """The server's URL and login, as `.stack/env` exports them."""
+        return {k: v for k, v in self.client_env.items() if k.startswith("MLFLOW_TRACKING_")}
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """The S3 store's keys and endpoint, as `.stack/env` exports them."""
+        names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
+        return {k: self.client_env[k] for k in names}
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        """The generated credentials in `<state>/secrets`."""
+        lines = (self.state / "secrets").read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if "=" in line)
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     """The stack of a project copy, its state in a directory the postgres user can reach
-    (pytest's own are private to root), SeaweedFS' telemetry URL a local listener."""
+    (pytest's own are private to root); this process's MLflow clients log in to its server."""
     if not Path("/usr/lib/postgresql/15/bin/initdb").exists():
         pytest.fail("PostgreSQL 15 is missing: make test installs it (apt-get install postgresql)")
     repo = project_repo(tmp_path_factory.mktemp("stack") / "project")
     state = Path(tempfile.mkdtemp(prefix="wardrobe-stack-"))
     os.chmod(state, 0o755)
-    telemetry = Listener()
-    started = Stack(repo, state, STACK_WEED_TELEMETRY_URL=telemetry.url)
+    started = Stack(repo, state)
     up = started.run("up")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
-        yield started
+        with pytest.MonkeyPatch.context() as patch:
+            for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+                patch.setenv(key, started.client_env[key])
+            yield started
     finally:
         started.run("down")
-        telemetry.server.shutdown()
         shutil.rmtree(state, ignore_errors=True)
-    assert telemetry.requests == [], "SeaweedFS sent telemetry"
-
-
-class Listener:
-    """An HTTP server on 127.0.0.1 that records every request it gets."""
-
-    def __init__(self) -> None:
-        requests = self.requests = []
-
-        class Record(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                requests.append(self.path)
-                self.send_response(204)
-                self.end_headers()
-
-            do_GET = do_POST
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Record)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/collect"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 def s3_keys(stack: Stack, bucket: str) -> list[str]:
@@ -148,7 +139,7 @@ def log_a_run(stack: Stack) -> str:
         "print(run.info.run_id)\n"
     )
     env = {k: v for k, v in stack.env.items() if not k.startswith("AWS_")}
-    env["MLFLOW_TRACKING_URI"] = stack.client_env["MLFLOW_TRACKING_URI"]
+    env.update(stack.tracking)
     done = subprocess.run(
         [str(VENV_BIN / "python"), "-c", code], env=env, capture_output=True, text=True,
         timeout=120, check=True,
@@ -172,6 +163,153 @@ def test_the_stack_tracks_runs_in_postgres_with_artifacts_in_s3(stack):
             assert address == "127.0.0.1", line
 
 
+INTRUDER = "wardrobe-intruder"
+
+# What an unprivileged user of the machine tries against the stack, with no credentials: run
+# as that user by system Python (stdlib only), it prints one JSON line of what each answered.
+ATTACKS = r"""
+import json, os, socket, subprocess, sys, urllib.error, urllib.request
+given = json.loads(sys.stdin.read())
+ports, secrets = given["ports"], given["secrets"]
+
+def http(method, url, data=None):
+    request = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError as exc:
+        return type(exc).__name__
+
+def connect(family, address):
+    with socket.socket(family) as s:
+        s.settimeout(5)
+        try:
+            s.connect(address)
+            return "connected"
+        except OSError as exc:
+            return type(exc).__name__
+
+def read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+out = {}
+api = f"http://127.0.0.1:{ports['MLFLOW']}/api/2.0"
+out["mlflow"] = {
+    "search runs": http("POST", f"{api}/mlflow/runs/search", b'{"experiment_ids": ["0"]}'),
+    "list experiments": http("GET", f"{api}/mlflow/experiments/search?max_results=5"),
+    "create experiment": http("POST", f"{api}/mlflow/experiments/create", b'{"name": "x"}'),
+    "list artifacts": http("GET", f"{api}/mlflow-artifacts/artifacts"),
+    "upload artifact": http("PUT", f"{api}/mlflow-artifacts/artifacts/x.txt", b"x"),
+    "ui": http("GET", f"http://127.0.0.1:{ports['MLFLOW']}/"),
+}
+bucket = f"http://127.0.0.1:{ports['S3']}/dvc"
+out["s3"] = {
+    "list bucket": http("GET", f"{bucket}/"),
+    "read object": http("GET", f"{bucket}/{given['object']}"),
+    "put object": http("PUT", f"{bucket}/planted", b"x"),
+    "delete object": http("DELETE", f"{bucket}/{given['object']}"),
+}
+psql = subprocess.run(
+    ["psql", "-w", "-h", "127.0.0.1", "-p", str(ports["PG"]), "-U", "wardrobe", "-d", "mlflow",
+     "-c", "SELECT 1"],
+    capture_output=True, text=True, env={**os.environ, "PGCONNECT_TIMEOUT": "5"},
+)
+out["postgres over TCP"] = psql.stderr.strip() if psql.returncode else "connected"
+out["seaweedfs ports"] = {p: connect(socket.AF_INET, ("127.0.0.1", p)) for p in given["hidden"]}
+out["unix sockets"] = {p: connect(socket.AF_UNIX, p) for p in given["sockets"]}
+texts = [read(p) for p in given["files"]]
+texts += [read(f"/proc/{pid}/cmdline") for pid in os.listdir("/proc") if pid.isdigit()]
+out["secrets seen"] = sorted({k for k, v in secrets.items() for text in texts if v in text})
+print(json.dumps(out))
+"""
+
+
+def stack_pids(stack: Stack) -> set[int]:
+    """Every process of the stack: the servers its pid files name, and their children."""
+    import psutil
+
+    names = ("mlflow.pid", "s3-door.pid", "weed.pid")
+    leaders = [int((stack.state / name).read_text()) for name in names]
+    postmaster = stack.state / "postgres" / "postmaster.pid"
+    leaders.append(int(postmaster.read_text().split()[0]))
+    pids = set()
+    for pid in leaders:
+        process = psutil.Process(pid)
+        pids |= {pid, *(child.pid for child in process.children(recursive=True))}
+    return pids
+
+
+def namespace_ports(pid: int) -> set[int]:
+    """The TCP ports a process listens on in its own network namespace."""
+    lines = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+    return {int(f.split()[1].rsplit(":", 1)[1], 16) for f in lines if f.split()[3] == "0A"}
+
+
+def test_no_port_of_the_stack_lets_in_a_user_without_its_credentials(stack):
+    """An unprivileged user of the machine, without the stack's credentials, tries every port
+    the stack opens, its sockets, `ps` and its files: each refuses, and no secret shows."""
+    import psutil
+
+    if os.geteuid() != 0:
+        pytest.fail("this test runs the attacks as another user: run it as root (CI does)")
+    subprocess.run(["useradd", "--system", "--no-create-home", INTRUDER], capture_output=True)
+    pids = stack_pids(stack)
+    listening = {
+        c.laddr for c in psutil.net_connections("tcp") if c.pid in pids and c.status == "LISTEN"
+    }
+    ports = {k: int(stack.env[f"STACK_{k}_PORT"]) for k in PORT_NAMES}
+    # On the machine's network: PostgreSQL, the S3 door and the MLflow server, on 127.0.0.1.
+    assert {(a.ip, a.port) for a in listening} == {("127.0.0.1", p) for p in ports.values()}
+    weed = int((stack.state / "weed.pid").read_text())
+    assert os.readlink(f"/proc/{weed}/ns/net") != os.readlink("/proc/self/ns/net")
+    interfaces = Path(f"/proc/{weed}/net/dev").read_text().splitlines()[2:]
+    assert [line.split(":")[0].strip() for line in interfaces] == ["lo"]  # no way out either
+    hidden = namespace_ports(weed)  # master, volume, filer, S3 and their gRPC twins
+    assert len(hidden) >= 7, hidden
+
+    secrets = stack.secrets
+    sockets = [str(p) for p in stack.state.rglob("*") if p.is_socket()]
+    # Every Unix socket SeaweedFS opened (its gRPC ones at fixed /tmp paths) is one of these,
+    # seen through its own mount namespace: none is in the machine's /tmp.
+    named = {line.split()[-1] for line in Path(f"/proc/{weed}/net/unix").read_text().splitlines()
+             if line.split()[-1].startswith("/")}  # fmt: skip
+    inodes = {os.stat(path).st_ino for path in sockets}
+    assert len(named) >= 5 and {os.stat(f"/proc/{weed}/root{p}").st_ino for p in named} <= inodes
+    dvc_object = next(k for k in s3_keys(stack, "dvc")) if s3_keys(stack, "dvc") else "none"
+    given = {
+        "ports": ports, "secrets": secrets, "hidden": sorted(hidden), "sockets": sockets,
+        "files": [str(p) for p in stack.state.rglob("*") if p.is_file()], "object": dvc_object,
+    }  # fmt: skip
+    attack = subprocess.run(
+        ["runuser", "-u", INTRUDER, "--", "/usr/bin/python3", "-c", ATTACKS],
+        input=json.dumps(given), capture_output=True, text=True, timeout=120, cwd="/",
+    )  # fmt: skip
+    assert attack.returncode == 0, attack.stderr
+    seen = json.loads(attack.stdout)
+    print(json.dumps(seen, indent=1))
+    assert set(seen["mlflow"].values()) == {401}, seen["mlflow"]
+    assert set(seen["s3"].values()) == {403}, seen["s3"]
+    assert "no password supplied" in seen["postgres over TCP"], seen["postgres over TCP"]
+    assert set(seen["seaweedfs ports"].values()) == {"ConnectionRefusedError"}, seen
+    assert any(".s.PGSQL." in path for path in sockets) and len(sockets) >= 3, sockets
+    assert set(seen["unix sockets"].values()) == {"PermissionError"}, seen["unix sockets"]
+    assert len(given["files"]) > 10 and seen["secrets seen"] == []
+    # The credentials are the stack's own, kept 0600, and nowhere in the project's files.
+    assert (stack.state / "secrets").stat().st_mode & 0o077 == 0
+    assert (stack.repo / ".dvc" / "config.local").stat().st_mode & 0o077 == 0
+    listed = ["git", "ls-files", "-co", "--exclude-standard"]
+    tracked = subprocess.run(listed, cwd=stack.repo, capture_output=True, text=True).stdout.split()
+    for name in [*tracked, ".dvc/config.local"]:
+        text = (stack.repo / name).read_bytes().decode(errors="replace")
+        assert not [k for k, v in secrets.items() if v in text], name
+
+
 def test_dvc_pushes_to_and_pulls_from_the_stack_remote(stack, tmp_path):
     data = stack.repo / "shared.bin"
     data.write_bytes(os.urandom(300_000))
@@ -179,12 +317,12 @@ def test_dvc_pushes_to_and_pulls_from_the_stack_remote(stack, tmp_path):
     commit(stack.repo, "track shared.bin")
     remotes = dvc(stack.repo, "remote", "list", "--local").stdout
     assert "stack\ts3://dvc/" in remotes.replace("  ", "\t") or "s3://dvc/" in remotes
-    pushed = dvc(stack.repo, "push")
+    pushed = dvc(stack.repo, "push", env=stack.keys)
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
     assert s3_keys(stack, "dvc")
 
     clone = clone_with_remote(stack, tmp_path / "clone")
-    keys = {k: stack.client_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    keys = stack.keys
     pulled = dvc(clone, "pull", "shared.bin", env=keys)
     assert pulled.returncode == 0, pulled.stdout + pulled.stderr
     assert (clone / "shared.bin").read_bytes() == data.read_bytes()
@@ -194,13 +332,10 @@ REPRO_PULL = ("repro", "--pull", "--allow-missing")
 
 
 def clone_with_remote(stack: Stack, dest: Path) -> Path:
-    """A git clone of the stack's project with only the stack's remote configured (no keys:
-    a new team member passes them in the environment)."""
+    """A git clone of the stack's project that adds the remote with the README's one command
+    (its endpoint and keys come from the stack's env file, as a new team member's do)."""
     subprocess.run(["git", "clone", "-q", str(stack.repo), str(dest)], check=True)
-    endpoint = stack.client_env["AWS_ENDPOINT_URL"]
     assert dvc(dest, "remote", "add", "--local", "-d", "stack", "s3://dvc/").returncode == 0
-    modified = dvc(dest, "remote", "modify", "--local", "stack", "endpointurl", endpoint)
-    assert modified.returncode == 0
     return dest
 
 
@@ -210,7 +345,12 @@ def test_a_taken_port_stops_up_with_one_line(stack):
     second = Stack(stack.repo, state)
     taken = stack.env["STACK_S3_PORT"]
     try:
-        result = second.run("up", STACK_S3_PORT=taken)
+        result = second.run("up", STACK_S3_PORT=taken, STACK_MLFLOW_PASSWORD="chosen-password")
+        # Its credentials are its own: generated, or the one a variable chose.
+        generated = second.secrets
+        assert generated["MLFLOW_PASSWORD"] == "chosen-password"
+        for key in ("PG_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY", "FLASK_SECRET_KEY"):
+            assert len(generated[key]) >= 20 and generated[key] != stack.secrets[key], key
     finally:
         second.run("down")
         shutil.rmtree(state, ignore_errors=True)
@@ -262,7 +402,7 @@ def test_the_pipeline_against_the_stack_and_a_fresh_clone_that_pulls(stack, tmp_
     repo = stack.repo
     write_params(repo, repo / "params.yaml", **QUICK_RUN)
     commit(repo, "quick-run params")
-    tracking = {"MLFLOW_TRACKING_URI": stack.client_env["MLFLOW_TRACKING_URI"]}
+    tracking = stack.tracking
     start = time.perf_counter()
     ran = dvc(repo, "repro", env=tracking)
     repro_s = time.perf_counter() - start
@@ -282,12 +422,12 @@ def test_the_pipeline_against_the_stack_and_a_fresh_clone_that_pulls(stack, tmp_
     assert any(evaluation.info.run_id in k for k in figures), figures[:5]
 
     start = time.perf_counter()
-    pushed = wardrobe_remote(repo, "push")  # make push
+    pushed = wardrobe_remote(repo, "push", env=stack.keys)  # make push
     push_s = time.perf_counter() - start
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
     commit(repo, "quick run", "dvc.lock", "reports/metrics.json", "reports/class_shares.json")
 
-    keys = {k: stack.client_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    keys = stack.keys
     for name, command in (("pulled", ("pull",)), ("repro-pull", REPRO_PULL)):
         clone = clone_with_remote(stack, tmp_path / name)
         start = time.perf_counter()
@@ -329,7 +469,7 @@ def quick_workspace(stack: Stack) -> tuple[Path, dict[str, str]]:
     """The stack's project with a quick run in its workspace (the pipeline test leaves one;
     a test run alone makes it), and the environment that tracks into the server."""
     repo = stack.repo
-    tracking = {"MLFLOW_TRACKING_URI": stack.client_env["MLFLOW_TRACKING_URI"]}
+    tracking = stack.tracking
     if not (repo / "models" / "vae" / "run.json").exists():
         write_params(repo, repo / "params.yaml", **QUICK_RUN)
         assert dvc(repo, "repro", env=tracking).returncode == 0
@@ -420,13 +560,13 @@ def test_wrong_or_missing_s3_keys_are_one_line(stack, tmp_path):
     """A clone whose keys come from the environment: wrong keys, an unknown key id and no
     keys each stop `make pull` at once with one line; the right ones pass."""
     clone = clone_with_remote(stack, tmp_path / "clone")
-    keys = {k: stack.client_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    keys = stack.keys
     remote = f"DVC remote 'stack' (s3://dvc/ at {stack.client_env['AWS_ENDPOINT_URL']})"
     fix = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (`source .stack/env` for the stack's)"
     cases = {
         "SignatureDoesNotMatch": {**keys, "AWS_SECRET_ACCESS_KEY": "not-the-secret"},
         "InvalidAccessKeyId": {**keys, "AWS_ACCESS_KEY_ID": "nobody"},
-        None: {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
+        None: {**keys, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
     }
 
     def work_tree() -> list[Path]:  # DVC's own .dvc/tmp aside
@@ -460,7 +600,7 @@ def test_s3_stopped_during_a_push_is_one_line_and_a_rerun_sends_the_rest(stack, 
     before = len(s3_keys(stack, "dvc"))
     push = subprocess.Popen(
         [str(VENV_BIN / "python"), "-m", "wardrobe.remote", "push", "blobs"], cwd=repo,
-        env=repo_env(repo), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=repo_env(repo, stack.keys), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         while len(s3_keys(stack, "dvc")) < before + 5:  # some have landed, most have not
@@ -482,12 +622,12 @@ def test_s3_stopped_during_a_push_is_one_line_and_a_rerun_sends_the_rest(stack, 
     finally:
         up = stack.run("up")
     assert up.returncode == 0, up.stdout + up.stderr
-    again = wardrobe_remote(repo, "push", "blobs")
+    again = wardrobe_remote(repo, "push", "blobs", env=stack.keys)
     assert again.returncode == 0, again.stdout + again.stderr
     assert 0 < int(again.stdout.split()[0]) < 61, again.stdout  # "N files pushed": the rest
 
     clone = clone_with_remote(stack, tmp_path / "clone")
-    keys = {k: stack.client_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    keys = stack.keys
     pulled = wardrobe_remote(clone, "pull", "blobs", env=keys)
     assert pulled.returncode == 0, pulled.stderr
     for path in blobs.iterdir():
@@ -520,3 +660,24 @@ def test_postgres_that_cannot_start_keeps_the_server_down_with_one_line(stack):
 
     client = mlflow.MlflowClient(tracking_uri=stack.client_env["MLFLOW_TRACKING_URI"])
     assert client.get_run(run_id).data.metrics == {"m": 1.5}
+
+
+WRONG_LOGIN = {"MLFLOW_TRACKING_USERNAME": "wardrobe", "MLFLOW_TRACKING_PASSWORD": "not-it"}
+
+
+@pytest.mark.parametrize("login", [{}, WRONG_LOGIN])
+def test_a_client_without_the_servers_login_is_one_line(stack, login):
+    uri = stack.client_env["MLFLOW_TRACKING_URI"]
+    port = next(p for p in range(int(stack.env["STACK_MLFLOW_PORT"]) + 1, 65535) if free(p))
+    done = subprocess.run(
+        [str(VENV_BIN / "python"), "-m", "wardrobe.serve", "--port", str(port)], cwd=stack.repo,
+        env=repo_env(stack.repo, {"MLFLOW_TRACKING_URI": uri, **login}), capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    line = only_line(done)
+    assert line.startswith(f"serve: error: MLflow tracking store {uri} refused the login ("), line
+    assert line.endswith(
+        "; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (`source .stack/env` for the "
+        "team stack's), then run the stage again"
+    ), line

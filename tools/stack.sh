@@ -8,9 +8,17 @@
 #   tools/stack.sh down     stop all three (their data stays: `up` brings it back)
 #   tools/stack.sh status   what runs
 #
-# Ports and credentials are variables with defaults (below); a port already taken stops `up`
-# with one line naming it.
+# No port lets anyone in without the stack's credentials: PostgreSQL takes passwords only
+# (scram-sha-256) and its socket is its own user's; SeaweedFS runs in a network namespace of
+# its own, so its master, volume, filer and gRPC ports reach no one, and its S3 gateway (keys
+# required) is its one door, forwarded to 127.0.0.1:$STACK_S3_PORT; the MLflow server asks
+# for a login (MLflow's basic-auth app). The credentials are generated at the first `up` into
+# $STACK_DIR/secrets (0600); STACK_PG_PASSWORD, STACK_S3_ACCESS_KEY, STACK_S3_SECRET_KEY and
+# STACK_MLFLOW_PASSWORD override them. No secret is passed on a command line (`ps` shows
+# every command line to every user): servers and clients read them from the environment.
+# Ports are variables with defaults (below); a port already taken stops `up` with one line.
 set -euo pipefail
+umask 077  # whatever the stack writes is its user's only
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STACK_DIR=$(mkdir -p "${STACK_DIR:-$ROOT/.stack}" && cd "${STACK_DIR:-$ROOT/.stack}" && pwd)
@@ -18,19 +26,13 @@ VENV=${VENV:-$ROOT/.venv}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_PORT=${STACK_PG_PORT:-5433}
 PG_USER=${STACK_PG_USER:-wardrobe}
-PG_PASSWORD=${STACK_PG_PASSWORD:-wardrobe-pg}
 S3_PORT=${STACK_S3_PORT:-8333}
-S3_ACCESS_KEY=${STACK_S3_ACCESS_KEY:-wardrobe}
-S3_SECRET_KEY=${STACK_S3_SECRET_KEY:-wardrobe-s3-secret}
 MLFLOW_PORT=${STACK_MLFLOW_PORT:-5000}
-WEED_TELEMETRY_URL=${STACK_WEED_TELEMETRY_URL:-http://127.0.0.1:9/}  # port 9: discard
+MLFLOW_USER=${STACK_MLFLOW_USER:-wardrobe}
 MLFLOW_BUCKET=mlflow
 DVC_BUCKET=dvc
-# SeaweedFS' other servers, each on its own port (gRPC ports are these + 10000).
-WEED_PORTS=(-master.port="${STACK_WEED_MASTER_PORT:-9333}" -volume.port="${STACK_WEED_VOLUME_PORT:-9340}"
-	-filer.port="${STACK_WEED_FILER_PORT:-8888}" -webdav.port="${STACK_WEED_WEBDAV_PORT:-7333}"
-	-admin.port="${STACK_WEED_ADMIN_PORT:-23646}" -s3.port.iceberg="${STACK_WEED_ICEBERG_PORT:-8181}"
-	-s3.port.lance="${STACK_WEED_LANCE_PORT:-9101}")
+SECRETS=$STACK_DIR/secrets
+SOCKETS=$STACK_DIR/sockets  # SeaweedFS' Unix sockets: its S3 gateway's, and its filer's
 
 say() { echo "stack: $*"; }
 fail() { echo "stack: error: $*" >&2; exit 1; }
@@ -102,58 +104,128 @@ pg_failure() {  # what the postmaster that failed last logged: its LOG, FATAL an
 	grep -F "[$pid] " "$log" | sed -E 's/^[^]]*\] *[A-Z]+: +//' | paste -sd ';' | sed 's/;/; /g' | cut -c1-300
 }
 
+new_secret() { "$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(20))'; }
+
+load_secrets() {  # the credentials: generated at the first up, each overridden by its variable
+	if [ ! -f "$SECRETS" ]; then
+		{
+			echo "PG_PASSWORD=${STACK_PG_PASSWORD:-$(new_secret)}"
+			echo "S3_ACCESS_KEY=${STACK_S3_ACCESS_KEY:-wardrobe-$(new_secret | cut -c1-12)}"
+			echo "S3_SECRET_KEY=${STACK_S3_SECRET_KEY:-$(new_secret)}"
+			echo "MLFLOW_PASSWORD=${STACK_MLFLOW_PASSWORD:-$(new_secret)}"
+			echo "FLASK_SECRET_KEY=$(new_secret)"  # signs the MLflow server's CSRF tokens
+		} > "$SECRETS.tmp"
+		mv "$SECRETS.tmp" "$SECRETS"
+		say "generated the stack's credentials into $SECRETS"
+	fi
+	chmod 600 "$SECRETS"
+	local key value
+	while IFS='=' read -r key value; do
+		case $key in
+			PG_PASSWORD | S3_ACCESS_KEY | S3_SECRET_KEY | MLFLOW_PASSWORD | FLASK_SECRET_KEY)
+				printf -v "KEPT_$key" '%s' "$value" ;;
+		esac
+	done < "$SECRETS"
+	PG_PASSWORD=${STACK_PG_PASSWORD:-${KEPT_PG_PASSWORD:?}}
+	S3_ACCESS_KEY=${STACK_S3_ACCESS_KEY:-${KEPT_S3_ACCESS_KEY:?}}
+	S3_SECRET_KEY=${STACK_S3_SECRET_KEY:-${KEPT_S3_SECRET_KEY:?}}
+	MLFLOW_PASSWORD=${STACK_MLFLOW_PASSWORD:-${KEPT_MLFLOW_PASSWORD:?}}
+	FLASK_SECRET_KEY=${KEPT_FLASK_SECRET_KEY:?}
+}
+
+pg_sql() {  # pg_sql SQL: as the stack's user, over TCP with its password (never on a command line)
+	PGPASSWORD=$PG_PASSWORD "$PG_BIN/psql" -w -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres \
+		-v ON_ERROR_STOP=1 -tAc "$1"
+}
+
 pg_up() {
-	local data="$STACK_DIR/postgres"
+	local data="$STACK_DIR/postgres" run="$STACK_DIR/run"
 	[ -x "$PG_BIN/initdb" ] || fail "PostgreSQL 15 is missing; run: apt-get install postgresql (make system does it as root)"
-	mkdir -p "$data" "$STACK_DIR/run"  # run/: the server's socket and log
+	mkdir -p "$data" "$run"  # run/: the server's socket (no other user may reach it) and log
+	chmod 700 "$run"
 	if [ "$(id -u)" = 0 ]; then
-		chown postgres "$data" "$STACK_DIR/run"
+		chown postgres "$data" "$run"
 		as_postgres test -w "$data" || fail "the postgres user cannot reach $data (a parent directory is private); set STACK_DIR to a directory it can reach, e.g. under /var/tmp"
 	fi
 	if [ ! -f "$data/PG_VERSION" ]; then
-		printf '%s\n' "$PG_PASSWORD" > "$STACK_DIR/run/pgpass"
+		printf '%s\n' "$PG_PASSWORD" > "$run/pgpass"
+		if [ "$(id -u)" = 0 ]; then chown postgres "$run/pgpass"; fi
 		chmod 700 "$data"
-		as_postgres "$PG_BIN/initdb" -D "$data" -U "$PG_USER" --pwfile="$STACK_DIR/run/pgpass" \
-			--auth-host=scram-sha-256 --auth-local=trust -E UTF8 >"$STACK_DIR/postgres-init.log" \
+		as_postgres "$PG_BIN/initdb" -D "$data" -U "$PG_USER" --pwfile="$run/pgpass" \
+			--auth-host=scram-sha-256 --auth-local=scram-sha-256 -E UTF8 >"$STACK_DIR/postgres-init.log" \
 			|| fail "initdb failed; see $STACK_DIR/postgres-init.log"
-		rm -f "$STACK_DIR/run/pgpass"
+		rm -f "$run/pgpass"
 	fi
 	if pg_running; then
 		say "PostgreSQL already running"
 	else
 		need_port "$PG_PORT" PostgreSQL STACK_PG_PORT
-		as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$STACK_DIR/run/postgres.log" -w -t 60 start \
-			-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $STACK_DIR/run" >/dev/null \
-			2>/dev/null || fail "PostgreSQL did not start ($(pg_failure)); fix that, then run make stack again (log: $STACK_DIR/run/postgres.log)"
+		as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$run/postgres.log" -w -t 60 start \
+			-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $run -c unix_socket_permissions=0700" >/dev/null \
+			2>/dev/null || fail "PostgreSQL did not start ($(pg_failure)); fix that, then run make stack again (log: $run/postgres.log)"
 	fi
-	as_postgres "$PG_BIN/psql" -h "$STACK_DIR/run" -p "$PG_PORT" -U "$PG_USER" -d postgres -tAc \
-		"SELECT 1 FROM pg_database WHERE datname = 'mlflow'" | grep -q 1 \
-		|| as_postgres "$PG_BIN/createdb" -h "$STACK_DIR/run" -p "$PG_PORT" -U "$PG_USER" mlflow
+	# A stack made before passwords were required trusts its socket: its user gets the password
+	# (read from a pipe, not a command line), then every connection must give it.
+	if grep -qE '^[^#]*[[:space:]]trust([[:space:]]|$)' "$data/pg_hba.conf" 2>/dev/null; then
+		printf "ALTER ROLE \"%s\" PASSWORD '%s';\n" "$PG_USER" "$PG_PASSWORD" \
+			| as_postgres "$PG_BIN/psql" -q -h "$run" -p "$PG_PORT" -U "$PG_USER" -d postgres -f - >/dev/null
+		as_postgres sed -i -E 's/([[:space:]])trust([[:space:]]|$)/\1scram-sha-256\2/' "$data/pg_hba.conf"
+		as_postgres "$PG_BIN/pg_ctl" -D "$data" reload >/dev/null
+		say "PostgreSQL now asks every connection for its password"
+	fi
+	local db
+	for db in mlflow mlflow_auth; do  # the runs; the MLflow server's users
+		[ "$(pg_sql "SELECT 1 FROM pg_database WHERE datname = '$db'")" = 1 ] \
+			|| pg_sql "CREATE DATABASE $db" >/dev/null \
+			|| fail "PostgreSQL refused to create the database $db; see $run/postgres.log"
+	done
 	say "PostgreSQL on 127.0.0.1:$PG_PORT (database mlflow)"
 }
 
+# SeaweedFS runs in namespaces of its own. In its network namespace its master, volume, filer
+# and gRPC ports are on a loopback no other process reaches. In its mount namespace, /tmp (where
+# it opens a gRPC Unix socket per server, at a fixed path) is its own directory, and it sees
+# $STACK_DIR at /mnt. Its S3 gateway also listens on a Unix socket in $SOCKETS (0700), to which
+# socat forwards 127.0.0.1:$S3_PORT: the one way in.
+NAMESPACES=(unshare --net --mount)
+[ "$(id -u)" = 0 ] || NAMESPACES=(unshare --user --map-root-user --net --mount)
+
 s3_up() {
-	local weed="$VENV/bin/weed"
+	local weed="$VENV/bin/weed" ip refused
 	[ -x "$weed" ] || fail "$weed is missing; run: make stack (it installs the stack's extras)"
+	command -v socat >/dev/null || fail "socat is missing; run: apt-get install socat (make system does it as root)"
+	ip=$(command -v ip || echo /sbin/ip)
+	mkdir -p "$STACK_DIR/seaweedfs" "$STACK_DIR/seaweedfs-tmp" "$SOCKETS"
+	chmod 700 "$STACK_DIR/seaweedfs" "$STACK_DIR/seaweedfs-tmp" "$SOCKETS"
 	if running "$STACK_DIR/weed.pid"; then
 		say "SeaweedFS already running"
 	else
-		need_port "$S3_PORT" "SeaweedFS S3" STACK_S3_PORT
-		mkdir -p "$STACK_DIR/seaweedfs"
+		refused=$("${NAMESPACES[@]}" "$ip" link set lo up 2>&1) \
+			|| fail "SeaweedFS needs namespaces of its own, which this system refuses ($(echo "$refused" | head -1)); run make stack as root, or allow unprivileged user namespaces"
 		cat > "$STACK_DIR/s3.json" <<EOF
 {"identities": [{"name": "wardrobe",
   "credentials": [{"accessKey": "$S3_ACCESS_KEY", "secretKey": "$S3_SECRET_KEY"}],
   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
 EOF
-		chmod 600 "$STACK_DIR/s3.json"
-		# No cluster statistics leave the machine: telemetry off, and its URL a local one.
-		setsid "$weed" mini -dir="$STACK_DIR/seaweedfs" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-			-master.telemetry=false -master.telemetry.url="$WEED_TELEMETRY_URL" -admin.ui=false -s3.port="$S3_PORT" "${WEED_PORTS[@]}" \
-			-s3.config="$STACK_DIR/s3.json" -bucket="$MLFLOW_BUCKET,$DVC_BUCKET" \
+		rm -f "$SOCKETS"/*.sock "$STACK_DIR"/seaweedfs-tmp/*.sock
+		# Telemetry off (in its namespace it could reach nothing anyway).
+		setsid "${NAMESPACES[@]}" -- sh -c "mount --bind \"\$0\" /mnt && mount --bind /mnt/seaweedfs-tmp /tmp \
+			&& $ip link set lo up && exec \"\$@\"" "$STACK_DIR" "$weed" mini \
+			-dir=/mnt/seaweedfs -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
+			-admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 \
+			-s3.config=/mnt/s3.json -bucket="$MLFLOW_BUCKET,$DVC_BUCKET" \
+			-s3.localSocket=/mnt/sockets/s3.sock -filer.localSocket=/mnt/sockets/filer.sock \
 			>"$STACK_DIR/seaweedfs.log" 2>&1 < /dev/null &
 		echo $! > "$STACK_DIR/weed.pid"
-		wait_for "http://127.0.0.1:$S3_PORT/" "SeaweedFS' S3" "$STACK_DIR/seaweedfs.log" "$STACK_DIR/weed.pid"
 	fi
+	if ! running "$STACK_DIR/s3-door.pid"; then
+		need_port "$S3_PORT" "SeaweedFS S3" STACK_S3_PORT
+		setsid socat -lf "$STACK_DIR/s3-door.log" \
+			"TCP-LISTEN:$S3_PORT,bind=127.0.0.1,reuseaddr,fork" "UNIX-CONNECT:$SOCKETS/s3.sock" \
+			>/dev/null 2>&1 < /dev/null &
+		echo $! > "$STACK_DIR/s3-door.pid"
+	fi
+	wait_for "http://127.0.0.1:$S3_PORT/" "SeaweedFS' S3" "$STACK_DIR/seaweedfs.log" "$STACK_DIR/weed.pid"
 	say "S3 (SeaweedFS) on http://127.0.0.1:$S3_PORT (buckets $MLFLOW_BUCKET, $DVC_BUCKET)"
 }
 
@@ -165,35 +237,55 @@ mlflow_up() {
 		# Its backend store must answer first, or the server starts only to fail every request.
 		"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t 5 \
 			|| fail "PostgreSQL on 127.0.0.1:$PG_PORT does not answer, so the MLflow server cannot start; run make stack again to start it (log: $STACK_DIR/run/postgres.log)"
-		# Proxied artifacts: the server alone holds the S3 keys; clients need only its URL.
-		MLFLOW_S3_ENDPOINT_URL="http://127.0.0.1:$S3_PORT" AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" \
-			AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" AWS_DEFAULT_REGION=us-east-1 \
-			setsid "$VENV/bin/mlflow" server \
-			--backend-store-uri "postgresql+psycopg://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/mlflow" \
+		cat > "$STACK_DIR/mlflow-auth.ini" <<EOF
+[mlflow]
+default_permission = READ
+database_uri = postgresql+psycopg://$PG_USER@127.0.0.1:$PG_PORT/mlflow_auth
+admin_username = $MLFLOW_USER
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+auth_cache_ttl_seconds = 60
+EOF
+		# Proxied artifacts: the server alone holds the S3 keys; clients need its URL and login.
+		# Every secret reaches it through its environment (PGPASSWORD: libpq's).
+		PGPASSWORD=$PG_PASSWORD MLFLOW_AUTH_CONFIG_PATH="$STACK_DIR/mlflow-auth.ini" \
+			MLFLOW_AUTH_ADMIN_PASSWORD=$MLFLOW_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY=$FLASK_SECRET_KEY \
+			MLFLOW_S3_ENDPOINT_URL="http://127.0.0.1:$S3_PORT" AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY \
+			AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY AWS_DEFAULT_REGION=us-east-1 \
+			setsid "$VENV/bin/mlflow" server --app-name basic-auth \
+			--backend-store-uri "postgresql+psycopg://$PG_USER@127.0.0.1:$PG_PORT/mlflow" \
 			--artifacts-destination "s3://$MLFLOW_BUCKET/" \
 			--host 127.0.0.1 --port "$MLFLOW_PORT" --workers 2 \
 			>"$STACK_DIR/mlflow.log" 2>&1 < /dev/null &
 		echo $! > "$STACK_DIR/mlflow.pid"
 		wait_for "http://127.0.0.1:$MLFLOW_PORT/health" "the MLflow server" "$STACK_DIR/mlflow.log" "$STACK_DIR/mlflow.pid"
 	fi
-	say "MLflow server on http://127.0.0.1:$MLFLOW_PORT"
+	say "MLflow server on http://127.0.0.1:$MLFLOW_PORT (user $MLFLOW_USER)"
 }
 
 client_config() {
-	cat > "$STACK_DIR/env" <<EOF
-# What a client of the stack needs: \`source $STACK_DIR/env\`
+	cat > "$STACK_DIR/env.tmp" <<EOF
+# What a client of the stack needs: \`source $STACK_DIR/env\` (keep it private: mode 0600)
 export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT
+export MLFLOW_TRACKING_USERNAME=$MLFLOW_USER
+export MLFLOW_TRACKING_PASSWORD=$MLFLOW_PASSWORD
 export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY
 export AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
 export AWS_ENDPOINT_URL=http://127.0.0.1:$S3_PORT
 EOF
-	chmod 600 "$STACK_DIR/env"
-	local dvc="$VENV/bin/dvc"
-	(cd "$ROOT" && "$dvc" remote add --local --default --force stack "s3://$DVC_BUCKET/" \
-		&& "$dvc" remote modify --local stack endpointurl "http://127.0.0.1:$S3_PORT" \
-		&& "$dvc" remote modify --local stack access_key_id "$S3_ACCESS_KEY" \
-		&& "$dvc" remote modify --local stack secret_access_key "$S3_SECRET_KEY") >/dev/null
-	say "wrote $STACK_DIR/env; the default DVC remote is now 'stack' (s3://$DVC_BUCKET/, .dvc/config.local)"
+	mv "$STACK_DIR/env.tmp" "$STACK_DIR/env"
+	# The remote's URL and endpoint go to .dvc/config.local; its keys stay in the env file (DVC
+	# reads AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), off every command line.
+	local dvc="$VENV/bin/dvc" key
+	(
+		cd "$ROOT"
+		"$dvc" remote add --local --default --force stack "s3://$DVC_BUCKET/"
+		"$dvc" remote modify --local stack endpointurl "http://127.0.0.1:$S3_PORT"
+		for key in access_key_id secret_access_key; do  # where a stack before this one kept them
+			"$dvc" remote modify --local --unset stack "$key"
+		done
+	) >/dev/null
+	chmod 600 "$ROOT/.dvc/config.local"
+	say "wrote $STACK_DIR/env (\`source\` it: MLflow's login, the S3 keys); the default DVC remote is now 'stack' (s3://$DVC_BUCKET/, .dvc/config.local)"
 }
 
 stop_pid() {  # stop_pid FILE WHAT: the process group it leads, then the file
@@ -207,9 +299,13 @@ stop_pid() {  # stop_pid FILE WHAT: the process group it leads, then the file
 }
 
 case "${1:-}" in
-	up) pg_up; s3_up; mlflow_up; client_config ;;
+	up)
+		chmod go-rw "$STACK_DIR"  # others may pass through (the postgres user must), not look
+		find "$STACK_DIR" -mindepth 1 -maxdepth 1 ! -name postgres ! -name run -exec chmod go-rwx {} +
+		load_secrets; pg_up; s3_up; mlflow_up; client_config ;;
 	down)
 		stop_pid "$STACK_DIR/mlflow.pid" "the MLflow server"
+		stop_pid "$STACK_DIR/s3-door.pid" "the S3 door (socat)"
 		stop_pid "$STACK_DIR/weed.pid" SeaweedFS
 		if pg_running; then
 			as_postgres "$PG_BIN/pg_ctl" -D "$STACK_DIR/postgres" -m fast -w stop >/dev/null
@@ -217,7 +313,8 @@ case "${1:-}" in
 		fi ;;
 	status)
 		pg_running && say "PostgreSQL: running" || say "PostgreSQL: stopped"
-		running "$STACK_DIR/weed.pid" && say "SeaweedFS: running" || say "SeaweedFS: stopped"
+		running "$STACK_DIR/weed.pid" && running "$STACK_DIR/s3-door.pid" && say "SeaweedFS: running" \
+			|| say "SeaweedFS: stopped"
 		running "$STACK_DIR/mlflow.pid" && say "MLflow server: running" || say "MLflow server: stopped" ;;
 	*) fail "usage: tools/stack.sh up|down|status" ;;
 esac

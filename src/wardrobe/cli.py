@@ -134,7 +134,8 @@ def _error_line(name: str, exc: Exception) -> str:
         return str(exc)
     if isinstance(exc, OSError):
         return os_error_line(exc)
-    if isinstance(exc, MemoryError):
+    # TensorFlow's failed allocation (tf.errors.ResourceExhaustedError), where it survives it
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
         return (
             "out of memory; lower the batch sizes, evaluate.generated or plots.dpi in "
             "params.yaml, or free memory, then run the stage again"

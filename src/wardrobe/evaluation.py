@@ -21,6 +21,7 @@ import numpy as np
 from wardrobe.dataset import CLASS_NAMES, data_digest, load_split
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import write_json
+from wardrobe.memory import require_batch_fits
 from wardrobe.metrics import (
     bce_floor,
     binary_crossentropy,
@@ -38,6 +39,7 @@ from wardrobe.metrics import (
 )
 from wardrobe.models.classifier import feature_model
 from wardrobe.params import EvaluateParams
+from wardrobe.processes import uninterrupted
 from wardrobe.tracking.datasets import split_datasets
 from wardrobe.tracking.evaluations import log_evaluation
 from wardrobe.tracking.runs import flatten
@@ -168,6 +170,9 @@ def evaluate(
     records.update((name, model.run) for name, model in models.items())
 
     classifier = feature_model(load_keras(classifier_dir / "classifier.keras"))
+    largest = max(len(images), params.generated)  # the most images one predict call gets
+    for part in (classifier, *(p for m in models.values() for p in (m.encoder, m.decoder))):
+        require_batch_fits(part, params.batch_size, largest, "evaluate.batch_size", False)
     features, probabilities = predict(classifier, images, params.batch_size)
     scorer = Scorer(classifier, params.batch_size, features, seed)
     rng = np.random.default_rng(seed)
@@ -210,9 +215,10 @@ def evaluate(
         for name, record in records.items()
     }
     shares = {name: metrics[name]["test"]["generation"].pop("class_shares") for name in models}
-    write_json(class_shares_path, shares)
-    write_json(metrics_path, metrics)
-    write_json(runs_path, runs)
+    with uninterrupted("writing the reports"):  # all three, or none
+        write_json(class_shares_path, shares)
+        write_json(metrics_path, metrics)
+        write_json(runs_path, runs)
     return metrics
 
 

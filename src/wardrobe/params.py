@@ -99,8 +99,14 @@ class ClassifierParams(TrainingParams):
     min_accuracy: float = Field(ge=0, le=1)
 
 
+# The fewest generated images the metrics take: the k-NN metrics need one more image than their
+# neighbours (wardrobe.metrics.NEIGHBOURS, 5), and KID two per subset. (A constant here, not an
+# import: every stage reads params.py, and would otherwise re-run on a change to metrics.py.)
+MIN_GENERATED = 6
+
+
 class EvaluateParams(Section):
-    generated: int = Field(ge=2, le=100_000)
+    generated: int = Field(ge=MIN_GENERATED, le=100_000)
     batch_size: BatchSize
 
 

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from wardrobe.errors import WardrobeError
+from wardrobe.ports import require_free_port
 from wardrobe.promote import CHAMPION, MODELS, alias_version, registered_name
 
 DEFAULT_PORT = 5001
@@ -48,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     args = parser.parse_args(argv)
     try:
+        require_free_port(args.port, "the model server", "SERVE_PORT")
         uri, model_uri = champion_uri(args.model)
     except WardrobeError as exc:
         print(f"serve: error: {exc}", file=sys.stderr)

@@ -46,6 +46,9 @@ STORE_CAUSES = (
     (("connection refused", "could not connect to server", "failed to establish a new connection",
       "could not translate host name"),
      "is unreachable", "start it or fix MLFLOW_TRACKING_URI"),
+    (("you are not authenticated", "error code 401", "invalid username or password"),
+     "refused the login", "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (`source "
+     ".stack/env` for the team stack's)"),
 )  # fmt: skip
 
 
@@ -177,30 +180,3 @@ def configure(experiment: str | None = None) -> str:
         if active.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
             mlflow.set_experiment_tag(EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return uri
-
-
-def ui_link(port: int, experiment: str = DEFAULT_EXPERIMENT) -> str:
-    """The MLflow UI's page of the experiment's training runs, on the project's own store.
-    MLflow 3.17's UI opens an experiment on its GenAI overview (traces, token usage) unless
-    the link names the workflow type, `machine_learning` ("Model training"); the experiment
-    tag it reads too (`mlflow.experimentKind`) decides only where no workflow type is set."""
-    import sqlite3
-
-    root = project_root()
-    try:
-        with contextlib.closing(
-            sqlite3.connect(f"file:{root / 'mlflow.db'}?mode=ro", uri=True)
-        ) as db:
-            found = db.execute(
-                "SELECT experiment_id FROM experiments WHERE name = ?", (experiment,)
-            ).fetchone()
-    except sqlite3.Error:
-        found = None
-    page = f"experiments/{found[0]}/runs" if found else "experiments"
-    return f"http://127.0.0.1:{port}/#/{page}?workflowType=machine_learning"
-
-
-if __name__ == "__main__":  # make ui: the link to open
-    import sys
-
-    print(ui_link(int(sys.argv[1])))

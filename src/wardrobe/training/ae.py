@@ -9,6 +9,7 @@ import keras
 from wardrobe.checks.verdict import require_passed
 from wardrobe.dataset import load_splits
 from wardrobe.fsio import atomic_dir
+from wardrobe.memory import require_batch_fits
 from wardrobe.models.autoencoder import build_autoencoder
 from wardrobe.params import AEParams
 from wardrobe.tracking.models import EpochMetrics
@@ -29,6 +30,7 @@ def train(params: AEParams, seed: int, data_dir: Path, checks: Path, out_dir: Pa
     autoencoder.compile(
         optimizer=keras.optimizers.Adam(params.learning_rate), loss=LOSSES[params.loss]
     )
+    require_batch_fits(autoencoder, params.batch_size, len(data["train"][0]), "ae.batch_size")
     # The new out_dir takes the old one's place as the block ends, before the run FINISHES.
     with (
         training_run("ae", params, seed, data, data_dir, digest) as run,

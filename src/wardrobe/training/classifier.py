@@ -11,6 +11,7 @@ from wardrobe.checks.verdict import require_passed
 from wardrobe.dataset import load_splits
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import atomic_dir
+from wardrobe.memory import require_batch_fits
 from wardrobe.models.classifier import build_classifier
 from wardrobe.params import ClassifierParams
 from wardrobe.tracking.models import EpochMetrics
@@ -37,6 +38,8 @@ def train(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
+    samples = len(data["train"][0])
+    require_batch_fits(classifier, params.batch_size, samples, "classifier.batch_size")
     # The new out_dir takes the old one's place as the block ends, before the run FINISHES.
     with (
         training_run("classifier", params, seed, data, data_dir, digest) as run,

@@ -9,6 +9,7 @@ import keras
 from wardrobe.checks.verdict import require_passed
 from wardrobe.dataset import load_splits
 from wardrobe.fsio import atomic_dir
+from wardrobe.memory import require_batch_fits
 from wardrobe.models.vae import build_vae
 from wardrobe.params import VAEParams
 from wardrobe.tracking.models import EpochMetrics
@@ -25,6 +26,7 @@ def train(params: VAEParams, seed: int, data_dir: Path, checks: Path, out_dir: P
     seed_everything(seed, params.deterministic)
     vae, encoder, decoder = build_vae(params.latent_dim, params.filters, params.beta, seed=seed)
     vae.compile(optimizer=keras.optimizers.Adam(params.learning_rate))
+    require_batch_fits(vae, params.batch_size, len(data["train"][0]), "vae.batch_size")
     # The new out_dir takes the old one's place as the block ends, before the run FINISHES.
     with (
         training_run("vae", params, seed, data, data_dir, digest) as run,

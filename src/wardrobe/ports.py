@@ -1,0 +1,25 @@
+"""The one check that a server's port on 127.0.0.1 is free, before the server is started."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from wardrobe.errors import WardrobeError
+
+
+def require_free_port(port: int, what: str, variable: str) -> None:
+    """A WardrobeError naming the port and the make variable that moves it, when `port` on
+    127.0.0.1 cannot be bound (taken, or not a port)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            probe.bind(("127.0.0.1", port))
+        except (OSError, OverflowError) as exc:
+            taken = getattr(exc, "errno", None) == errno.EADDRINUSE
+            cause = "is already taken" if taken else f"cannot be used ({exc})"
+            raise WardrobeError(
+                f"port {port} on 127.0.0.1 ({what}) {cause}; stop what uses it or set "
+                f"{variable} to a free port (e.g. make {variable.split('_')[0].lower()} "
+                f"{variable}={port + 1})"
+            ) from None
