@@ -29,7 +29,7 @@ test: SYSTEM_PACKAGES += docker.io=dockerd debootstrap=debootstrap
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system web-assets setup-gpu tools repro results ui test test-fast bench \
-	lint format lock clean stack stack-down push pull noise compare promote serve
+	lint format lock clean stack stack-down queue push pull noise compare promote serve
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -123,6 +123,9 @@ stack-down: ## Stop the team stack (its data stays in .stack/)
 
 # The remote is asked first and watched while DVC transfers: a store that is down, stops, or
 # refuses the keys ends the transfer with one line (src/wardrobe/remote.py).
+queue: $(VENV)/.installed ## dvc queue status; one line when an experiment is left Running by a worker that died
+	$(BIN)/python -m wardrobe.dvcqueue
+
 push: $(VENV)/.installed ## dvc push to the default remote (ARGS: targets, -r NAME, -j N)
 	$(BIN)/python -m wardrobe.remote push $(ARGS)
 

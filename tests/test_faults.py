@@ -432,6 +432,92 @@ def test_a_failed_evaluate_or_plots_leaves_the_reports_as_they_were(retrained, t
         assert all(path.exists() for path in files), stage
 
 
+def processes_of(repo: Path, needle: str) -> list[int]:
+    """The pids whose command line holds `needle` and that run in `repo` or below it."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if needle in cmdline and cwd.startswith(str(repo)):
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_queue_worker_is_named_by_make_queue_and_the_printed_recovery_works(
+    retrained, tmp_path
+):
+    """SIGKILL to the `dvc queue` worker while its experiment trains: the experiment stays
+    "Running" with no worker and never lands. `make queue` says so in one line; the commands
+    it prints bring the experiment back, its finished training restored by the run cache."""
+    repo = Path(shutil.copytree(retrained[0], tmp_path / "repo", symlinks=True))
+
+    def queue(*args: str) -> subprocess.CompletedProcess:
+        return dvc(repo, "queue", *args)
+
+    def start_worker() -> None:  # its worker keeps the output it inherits: none to wait on
+        started = subprocess.run(
+            [str(VENV_BIN / "dvc"), "queue", "start", "-j", "1"], cwd=repo, env=repo_env(repo),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
+        )  # fmt: skip
+        assert started.returncode == 0
+
+    def settled() -> str:
+        deadline = time.monotonic() + 600
+        while "Queued" in (status := queue("status").stdout) or "Running" in status:
+            assert time.monotonic() < deadline, status
+            time.sleep(2)
+        return status
+
+    def make_queue() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["make", "--no-print-directory", "queue", f"VENV={VENV_BIN.parent}", "-o",
+             f"{VENV_BIN.parent}/.installed"],
+            cwd=repo, env=repo_env(repo), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    setting = ("-n", "lost", "-S", "vae.epochs=3")
+    try:
+        assert dvc(repo, "exp", "run", "--queue", *setting).returncode == 0
+        start_worker()
+        deadline = time.monotonic() + 300
+        while not processes_of(repo / ".dvc" / "tmp" / "exps", "pipeline/train_vae.py"):
+            assert time.monotonic() < deadline, queue("status").stdout
+            time.sleep(0.5)
+        [worker] = processes_of(repo, "exp queue-worker")
+        os.kill(worker, signal.SIGKILL)
+        while processes_of(repo, "exp exec-run"):  # its training goes on, and ends
+            assert time.monotonic() < deadline
+            time.sleep(1)
+        status = queue("status").stdout
+        assert "Running" in status and "0 active" in status, status
+
+        lost = make_queue()
+        assert lost.returncode != 0
+        [line] = [ln for ln in lost.stderr.splitlines() if not ln.startswith("make")]
+        assert line.startswith("queue: error: experiment lost shows Running but no queue "
+                               "worker runs (a worker was killed)"), line  # fmt: skip
+        for step in ("`dvc queue kill lost`", "`dvc queue remove lost`", "`dvc queue start`"):
+            assert step in line, line
+        assert "lost" not in dvc(repo, "exp", "list").stdout
+
+        assert queue("kill", "lost").returncode == 0  # the recovery the line prints
+        assert queue("remove", "lost").returncode == 0
+        assert dvc(repo, "exp", "run", "--queue", *setting).returncode == 0
+        start_worker()
+        assert "Success" in settled()
+        logs = queue("logs", "lost").stdout
+        assert "Stage 'train_vae' is cached - skipping run" in logs, logs
+        assert "lost" in dvc(repo, "exp", "list").stdout
+        again = make_queue()
+        assert again.returncode == 0 and "Worker status" in again.stdout, again.stderr
+    finally:
+        queue("stop", "--kill")
+
+
 def running_in(pid: str, repo: Path) -> bool:
     """Whether process `pid` runs a pipeline script of `repo`."""
     try:

@@ -542,6 +542,66 @@ def test_a_server_stopped_mid_training_fails_the_stage_with_one_line(stack):
     assert "was left RUNNING by a process that no longer runs; ended it as FAILED" in again.stderr
 
 
+def stop_postgres(stack: Stack) -> None:
+    runuser = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run(
+        [*runuser, "/usr/lib/postgresql/15/bin/pg_ctl", "-D", str(stack.state / "postgres"),
+         "-m", "immediate", "stop"], cwd="/", check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def stop_seaweedfs(stack: Stack) -> None:
+    os.killpg(int((stack.state / "weed.pid").read_text()), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("stop, part, fix", [
+    (stop_postgres, "its database (the backend store) fails", "start the database"),
+    (stop_seaweedfs, "its artifact store fails", "start the artifact store"),
+], ids=["postgres", "seaweedfs"])  # fmt: skip
+def test_a_store_behind_the_server_that_fails_is_named_within_15_s(stack, stop, part, fix):
+    """The server's database dies during a training (its metrics go there every epoch), or
+    its artifact store is down when the training logs its models: the stage stops within
+    15 s of the first write that fails, with one line naming which part failed; models/ stays
+    as it was, and the stack comes back."""
+    repo, tracking = quick_workspace(stack)
+    before = {p.name: p.read_bytes() for p in (repo / "models" / "vae").iterdir()}
+    params = (repo / "params.yaml").read_text()
+    during = stop is stop_postgres
+    write_params(repo, repo / "params.yaml", vae={"epochs": 1000 if during else 2})
+    args = ("--data", "data/processed", "--checks", "reports/data_checks/summary.json")
+    command = [str(VENV_BIN / "python"), "pipeline/train_vae.py", *args, "--out", "models/vae"]
+    try:
+        if not during:
+            stop(stack)
+        stage = subprocess.Popen(
+            command, cwd=repo, env=repo_env(repo, tracking), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        last_epoch = False
+        for line in stage.stdout:  # until the store is stopped, or the models are logged
+            if during and line.startswith("Epoch 2/"):
+                stop(stack)
+                break
+            last_epoch = last_epoch or line.startswith("Epoch 2/2")
+            if last_epoch and "val_" in line:
+                break
+        failing = time.perf_counter()
+        rest = stage.communicate(timeout=300)[0]
+        seconds = time.perf_counter() - failing
+    finally:
+        (repo / "params.yaml").write_text(params)
+        up = stack.run("up")
+    print(f"the stage stopped {seconds:.1f} s after the store failed it")
+    assert stage.returncode == 1, rest
+    errors = [line for line in rest.splitlines() if "train_vae: error:" in line]
+    assert len(errors) == 1 and "Traceback" not in rest, rest
+    server = f"MLflow tracking server {tracking['MLFLOW_TRACKING_URI']} answers, but {part}"
+    assert server in errors[0] and fix in errors[0], errors[0]
+    assert seconds < 15, f"{seconds:.1f} s"
+    assert {p.name: p.read_bytes() for p in (repo / "models" / "vae").iterdir()} == before
+    assert up.returncode == 0, up.stdout + up.stderr
+
+
 def wardrobe_remote(repo: Path, *args: str, env: dict | None = None):
     """`python -m wardrobe.remote` (what `make push` and `make pull` run) in a project copy."""
     return subprocess.run(

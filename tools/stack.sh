@@ -250,7 +250,7 @@ EOF
 		PGPASSWORD=$PG_PASSWORD MLFLOW_AUTH_CONFIG_PATH="$STACK_DIR/mlflow-auth.ini" \
 			MLFLOW_AUTH_ADMIN_PASSWORD=$MLFLOW_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY=$FLASK_SECRET_KEY \
 			MLFLOW_S3_ENDPOINT_URL="http://127.0.0.1:$S3_PORT" AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY \
-			AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY AWS_DEFAULT_REGION=us-east-1 \
+			AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY AWS_DEFAULT_REGION=us-east-1 AWS_MAX_ATTEMPTS=3 \
 			setsid "$VENV/bin/mlflow" server --app-name basic-auth \
 			--backend-store-uri "postgresql+psycopg://$PG_USER@127.0.0.1:$PG_PORT/mlflow" \
 			--artifacts-destination "s3://$MLFLOW_BUCKET/" \
@@ -300,7 +300,7 @@ stop_pid() {  # stop_pid FILE WHAT: the process group it leads, then the file
 
 case "${1:-}" in
 	up)
-		chmod go-rw "$STACK_DIR"  # others may pass through (the postgres user must), not look
+		chmod 711 "$STACK_DIR"  # others may pass through (the postgres user must), not look
 		find "$STACK_DIR" -mindepth 1 -maxdepth 1 ! -name postgres ! -name run -exec chmod go-rwx {} +
 		load_secrets; pg_up; s3_up; mlflow_up; client_config ;;
 	down)

@@ -8,9 +8,11 @@ under `.dvc/tmp/exps/`, so runs of `dvc exp run --temp` and `dvc queue` land in 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import http.client
+import json
 import logging
 import os
 import urllib.error
@@ -90,10 +92,79 @@ def check_reachable(uri: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None
         ) from None
 
 
+# What a tracking server answers when a store behind it fails (its database, its artifact
+# store): the server's own 5xx, or the client's retries giving up on them.
+SERVER_FAILED = ("error code 500", "error code 502", "error code 503", "error code 504",
+                 "500 error responses", "502 error responses", "503 error responses",
+                 "504 error responses", "internal server error")  # fmt: skip
+PROBE_TIMEOUT_S = 4.0
+
+
+def _probe(url: str) -> str | None:
+    """None when the server answers `url` (with the client's login) with success or 4xx; else
+    what went wrong, as one short line."""
+    request = urllib.request.Request(url)
+    user, password = (os.environ.get(f"MLFLOW_TRACKING_{k}") for k in ("USERNAME", "PASSWORD"))
+    if user and password:
+        login = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {login}")
+    try:
+        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S):
+            return None
+    except urllib.error.HTTPError as exc:
+        if exc.code < 500:
+            return None
+        body = exc.read().decode(errors="replace")
+        with contextlib.suppress(ValueError, AttributeError):  # MLflow's JSON error
+            body = json.loads(body).get("message", body)
+        lines = str(body).strip().splitlines()
+        if not lines or lines[0].startswith("<"):  # an HTML error page: its status says it
+            return f"HTTP {exc.code} {exc.reason}"
+        return f"HTTP {exc.code}: {lines[0][:200]}"
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        return str(getattr(exc, "reason", exc))
+
+
+def diagnose_server(uri: str, exc: BaseException) -> tuple[str, str] | None:
+    """(cause, fix) naming which part of a tracking server failed: the server itself, its
+    database (backend store), or its artifact store (or that store's disk); None when every
+    part answers. Each part is asked once, briefly, so the line comes within seconds."""
+    base = uri.rstrip("/")
+    down = _probe(f"{base}/health")
+    if down:
+        return f"is unreachable ({down})", "start it or fix MLFLOW_TRACKING_URI"
+    failing = _probe(f"{base}/api/2.0/mlflow/experiments/search?max_results=1")
+    if failing:
+        return (
+            f"answers, but its database (the backend store) fails ({failing})",
+            "start the database (`make stack` starts the team stack's PostgreSQL) or see the "
+            "server's log",
+        )
+    text = str(exc).lower()
+    if any(needle in text for needle in ("no space left", "disk full", "no free volumes")):
+        return (
+            f"answers, but its artifact store's disk is full ({first_line(exc)})",
+            "free disk space on the artifact store",
+        )
+    failing = _probe(f"{base}/api/2.0/mlflow-artifacts/artifacts?path=")
+    if failing:
+        return (
+            f"answers, but its artifact store fails ({failing})",
+            "start the artifact store (`make stack` starts the team stack's SeaweedFS) or see "
+            "the server's log",
+        )
+    return None
+
+
 def describe_store_error(uri: str, doing: str, exc: BaseException) -> str:
     """One line: the store, what it did, the cause (corrupt, read-only, full, locked,
-    unreachable, or the error's own first line) and the fix."""
+    unreachable, a failing part of a tracking server, or the error's own first line) and
+    the fix."""
     text = str(exc).lower()
+    if uri.startswith(("http://", "https://")) and any(n in text for n in SERVER_FAILED):
+        found = diagnose_server(uri, exc)
+        if found:
+            return f"MLflow tracking server {uri} {found[0]}; {found[1]}, then run the stage again"
     for needles, cause, fix in STORE_CAUSES:
         if any(needle in text for needle in needles):
             return (
