@@ -246,11 +246,12 @@ authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 auth_cache_ttl_seconds = 60
 EOF
 		# Proxied artifacts: the server alone holds the S3 keys; clients need its URL and login.
-		# Every secret reaches it through its environment (PGPASSWORD: libpq's).
+		# Every secret reaches it through its environment (PGPASSWORD: libpq's). One S3 attempt
+		# per request: the client retries the request, so a store that is down is named fast.
 		PGPASSWORD=$PG_PASSWORD MLFLOW_AUTH_CONFIG_PATH="$STACK_DIR/mlflow-auth.ini" \
 			MLFLOW_AUTH_ADMIN_PASSWORD=$MLFLOW_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY=$FLASK_SECRET_KEY \
 			MLFLOW_S3_ENDPOINT_URL="http://127.0.0.1:$S3_PORT" AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY \
-			AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY AWS_DEFAULT_REGION=us-east-1 AWS_MAX_ATTEMPTS=3 \
+			AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY AWS_DEFAULT_REGION=us-east-1 AWS_MAX_ATTEMPTS=1 \
 			setsid "$VENV/bin/mlflow" server --app-name basic-auth \
 			--backend-store-uri "postgresql+psycopg://$PG_USER@127.0.0.1:$PG_PORT/mlflow" \
 			--artifacts-destination "s3://$MLFLOW_BUCKET/" \
