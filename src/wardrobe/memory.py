@@ -84,11 +84,17 @@ def _cgroup_files() -> list[tuple[Path, Path]]:
     return found
 
 
-def batch_bytes(model: Any, batch: int, training: bool) -> int:
-    """The estimated memory one batch of `batch` samples needs through `model`."""
+def batch_cost(model: Any, training: bool) -> tuple[int, int]:
+    """(bytes per sample, bytes whatever the batch) of one batch through `model`."""
     factor = TRAINING_FACTOR if training else INFERENCE_FACTOR
     weights = model.count_params() * BYTES_PER_VALUE * (4 if training else 1)
-    return int(batch * layer_values(model) * BYTES_PER_VALUE * factor + weights)
+    return int(layer_values(model) * BYTES_PER_VALUE * factor), weights
+
+
+def batch_bytes(model: Any, batch: int, training: bool) -> int:
+    """The estimated memory one batch of `batch` samples needs through `model`."""
+    per_sample, fixed = batch_cost(model, training)
+    return batch * per_sample + fixed
 
 
 def require_batch_fits(
@@ -97,11 +103,11 @@ def require_batch_fits(
     """An OutOfMemory line naming `param` (e.g. "ae.batch_size") and the largest batch that
     fits, when one batch of min(batch_size, samples) would not fit in the free memory."""
     batch = max(min(batch_size, samples), 1)
-    needed, free = batch_bytes(model, batch, training), free_bytes()
+    per_sample, fixed = batch_cost(model, training)
+    needed, free = batch * per_sample + fixed, free_bytes()
     if needed <= free:
         return
-    per_sample = max(batch_bytes(model, 2, training) - batch_bytes(model, 1, training), 1)
-    fits = max((free - batch_bytes(model, 0, training)) // per_sample, 0)
+    fits = max((free - fixed) // max(per_sample, 1), 0)
     raise OutOfMemory(
         f"out of memory: one batch of {batch} images ({param}) needs about "
         f"{needed / GIB:.1f} GiB {'to train' if training else 'to predict'} and "
