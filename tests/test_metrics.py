@@ -221,3 +221,24 @@ def test_the_fewest_generated_images_the_rules_allow_are_enough_for_every_metric
     assert all(math.isfinite(v) for v in scored.values()), scored
     with pytest.raises(ValueError):
         generation_metrics(real, rng.normal(size=(MIN_GENERATED - 1, 8)), rng)
+
+
+def test_knn_radii_hold_one_chunk_of_distances_at_a_time():
+    """The radii of n rows cost memory linear in n: one chunk's distance matrix at a time
+    (with the chunks' matrices kept alive, 20,000 rows took 20 of them, 3.3 GB)."""
+    import tracemalloc
+
+    from wardrobe.metrics import _CHUNK
+
+    rows = gaussian(20_000)
+    chunk_bytes = _CHUNK * len(rows) * 8
+    tracemalloc.start()
+    try:
+        radii = knn_radii(rows)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert radii.shape == (len(rows),) and np.all(radii > 0)
+    assert peak < 6 * chunk_bytes, (
+        f"peak {peak / 2**20:.0f} MiB, a chunk {chunk_bytes / 2**20:.0f}"
+    )

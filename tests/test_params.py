@@ -99,6 +99,11 @@ def write(tmp_path, mutate):
         (lambda r: r["evaluate"].update(generated=10**12), r"evaluate.generated must be at most"),
         (lambda r: r["evaluate"].update(generated=5), r"evaluate.generated must be at least 6"),
         (lambda r: r["plots"].update(dpi=100_000), r"plots.dpi must be at most 600"),
+        (lambda r: (r["preprocess"].update(limit_test=510), r["vae"].update(latent_dim=512)),
+         r"vae.latent_dim must be less than the test images \(510, preprocess.limit_test\): "
+         r"evaluate fits a Gaussian to their embeddings, got 512$"),
+        (lambda r: r["ae"].update(latent_dim=512) or r["checks"].update(raw_test_count=500),
+         r"ae.latent_dim must be less than the test images \(500, "),
         (lambda r: r.update(seed=-3), r"seed must be at least 0, got -3"),
     ],
 )  # fmt: skip

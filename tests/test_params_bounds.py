@@ -1,5 +1,6 @@
 """Every params value the rules allow runs: the whole pipeline at the lowest value of every key
-the rules bound from below, in one `dvc repro` on the real data."""
+the rules bound from below, and at the highest of every key bounded from above, each in one
+`dvc repro` on the real data."""
 
 from __future__ import annotations
 
@@ -30,14 +31,36 @@ LOWEST = {
 }  # fmt: skip
 
 
-def test_the_pipeline_runs_with_every_key_at_its_lowest_allowed_value(tmp_path):
+# The highest value the rules allow, for every key that has an upper bound, except those whose
+# cost only grows with them: epochs (1000), filters (five of 1024) and evaluate.generated
+# (100,000) run for hours, not into an error. A learning rate of 1 diverges, which stops the
+# training with its one line (test_training). The AE's and VAE's latent size needs more test
+# images than dimensions (a params rule), so the test split keeps 520.
+HIGHEST = {
+    "data": {"timeout_s": 3600, "retries": 10},
+    "preprocess": {"limit_train": 10, "limit_test": 520},
+    "checks": {"examples": 1000, "class_count_tolerance": 1e9},
+    "ae": {"latent_dim": 512, "epochs": 1, "batch_size": 60_000},
+    "vae": {"latent_dim": 512, "beta": 1e6, "epochs": 1, "batch_size": 60_000},
+    "classifier": {"features": 4096, "dropout": 0.999999, "epochs": 1, "batch_size": 60_000,
+                   "min_accuracy": 0.0},
+    "evaluate": {"generated": 6, "batch_size": 60_000},
+    "plots": {"reconstructions": 50, "scatter_points": 10_000, "samples": 100, "grid_size": 50,
+              "dpi": 600},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "sections, seed", [(LOWEST, 0), (HIGHEST, 2**32 - 1)], ids=["lowest", "highest"]
+)
+def test_the_pipeline_runs_with_every_key_at_its_bound(tmp_path, sections, seed):
     repo = project_repo(tmp_path / "project")
-    params = write_params(repo, repo / "params.yaml", **LOWEST)
+    params = write_params(repo, repo / "params.yaml", **sections)
     raw = params.read_text()
     import yaml
 
     assert yaml.safe_load(raw)["seed"] == 42
-    params.write_text(raw.replace("seed: 42", "seed: 0", 1))
+    params.write_text(raw.replace("seed: 42", f"seed: {seed}", 1))
     from wardrobe.params import load
 
     load(params)  # the rules allow every value here
@@ -54,3 +77,11 @@ def test_the_pipeline_runs_with_every_key_at_its_lowest_allowed_value(tmp_path):
     assert numbers and all(math.isfinite(v) for v in numbers)
     figures = list((repo / "reports" / "figures").rglob("*.png"))
     assert len(figures) == 11, figures
+    from wardrobe.figures import FIGURE_SIZES
+
+    # the PNG's size (its IHDR chunk) is the figure's at the dpi asked for
+    header = (repo / "reports" / "figures" / "ae" / "reconstructions.png").read_bytes()[16:24]
+    width, height = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
+    inches = FIGURE_SIZES["reconstructions"]
+    assert (width, height) == (round(inches[0] * sections["plots"]["dpi"]),
+                               round(inches[1] * sections["plots"]["dpi"]))  # fmt: skip

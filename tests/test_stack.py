@@ -357,7 +357,8 @@ def test_a_taken_port_stops_up_with_one_line(stack):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"stack: error: port {taken} on 127.0.0.1 (SeaweedFS S3) is already taken; stop what "
-        "uses it or set STACK_S3_PORT to a free port"
+        "uses it or set STACK_S3_PORT to a free port "
+        f"(e.g. make stack STACK_S3_PORT={int(taken) + 1})"
     ]
 
 

@@ -50,20 +50,9 @@ pg_running() {
 		&& as_postgres "$PG_BIN/pg_ctl" -D "$STACK_DIR/postgres" status >/dev/null 2>&1
 }
 
-port_free() {
-	"$VENV/bin/python" - "$1" <<'EOF'
-import socket, sys
-with socket.socket() as s:
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
-    try:
-        s.bind(("127.0.0.1", int(sys.argv[1])))
-    except OSError:
-        sys.exit(1)
-EOF
-}
-
-need_port() {  # need_port PORT WHAT VARIABLE
-	port_free "$1" || fail "port $1 on 127.0.0.1 ($2) is already taken; stop what uses it or set $3 to a free port"
+need_port() {  # need_port PORT WHAT VARIABLE: one line when the port is taken
+	local why
+	why=$("$VENV/bin/python" -m wardrobe.ports "$1" "$2" "$3") || fail "$why"
 }
 
 wait_for() {  # wait_for URL WHAT LOG [PIDFILE]: any HTTP answer counts; a server that exits fails

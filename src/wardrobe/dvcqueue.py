@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 from wardrobe.errors import WardrobeError
+from wardrobe.processes import environment_tool
 
 
 def orphans(status: str) -> list[str]:
@@ -32,8 +32,7 @@ def orphans(status: str) -> list[str]:
 
 def check() -> str:
     """`dvc queue status`'s output, or a WardrobeError naming the orphaned experiments."""
-    beside = Path(sys.executable).with_name("dvc")  # the environment's own DVC, else PATH's
-    dvc = str(beside) if beside.exists() else "dvc"
+    dvc = environment_tool("dvc")
     done = subprocess.run([dvc, "queue", "status"], capture_output=True, text=True)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()

@@ -153,9 +153,28 @@ def load(path: str | os.PathLike[str] = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: must be a mapping of sections, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         raise ParamsError(f"{path}: {describe(exc.errors()[0])}") from None
+    problem = across_sections(params)
+    if problem:
+        raise ParamsError(f"{path}: {problem}")
+    return params
+
+
+def across_sections(params: Params) -> str | None:
+    """A rule that ties keys of two sections, broken, as one line (else None): each model's
+    latent size stays below the number of test images, whose embeddings evaluate fits a
+    Gaussian to (with fewer images than dimensions the fit is degenerate)."""
+    test_images = params.preprocess.limit_test or params.checks.raw_test_count
+    for name in ("ae", "vae"):
+        dim = getattr(params, name).latent_dim
+        if dim >= test_images:
+            return (
+                f"{name}.latent_dim must be less than the test images ({test_images}, "
+                f"preprocess.limit_test): evaluate fits a Gaussian to their embeddings, got {dim}"
+            )
+    return None
 
 
 # How pydantic's error types read as rules; {name} takes the error's context.

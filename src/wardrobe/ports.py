@@ -23,3 +23,20 @@ def require_free_port(port: int, what: str, variable: str) -> None:
                 f"{variable} to a free port (e.g. make {variable.split('_')[0].lower()} "
                 f"{variable}={port + 1})"
             ) from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m wardrobe.ports PORT WHAT VARIABLE`: exit 1 with the line on stdout when the
+    port is not free (tools/stack.sh checks its ports with it)."""
+    import sys
+
+    port, what, variable = sys.argv[1:] if argv is None else argv
+    try:
+        require_free_port(int(port), what, variable)
+    except WardrobeError as exc:
+        print(exc)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

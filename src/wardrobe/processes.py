@@ -9,12 +9,14 @@ import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,12 @@ PARENT_POLL_S = 1.0
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 SHELLS = {"sh", "dash", "bash", "zsh", "ksh", "fish"}
 _armed = False
+
+
+def environment_tool(name: str) -> str:
+    """The path of this environment's own `name` (the venv's mlflow, dvc), else PATH's."""
+    beside = Path(sys.executable).with_name(name)
+    return str(beside) if beside.exists() else shutil.which(name) or name
 
 
 def host() -> str:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 
 from wardrobe.errors import WardrobeError
 from wardrobe.ports import require_free_port
+from wardrobe.processes import environment_tool
 from wardrobe.promote import CHAMPION, MODELS, alias_version, registered_name
 
 DEFAULT_PORT = 5001
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except WardrobeError as exc:
         print(f"serve: error: {exc}", file=sys.stderr)
         sys.exit(1)
-    mlflow = shutil.which("mlflow") or os.path.join(os.path.dirname(sys.executable), "mlflow")
+    mlflow = environment_tool("mlflow")
     command = [mlflow, "models", "serve", "-m", model_uri, "--env-manager", "local",
                "--host", "127.0.0.1", "--port", str(args.port)]  # fmt: skip
     print(f"serve: {model_uri} from {uri} on http://127.0.0.1:{args.port}/invocations",

@@ -7,13 +7,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import project_root
 from wardrobe.ports import require_free_port
+from wardrobe.processes import environment_tool
 from wardrobe.tracking.store import DEFAULT_EXPERIMENT, default_tracking_uri
 
 DEFAULT_PORT = 5000
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"ui: error: {exc}", file=sys.stderr)
         sys.exit(1)
     print(f"ui: the training runs: {ui_link(args.port)}", flush=True)
-    mlflow = shutil.which("mlflow") or os.path.join(os.path.dirname(sys.executable), "mlflow")
+    mlflow = environment_tool("mlflow")
     command = [mlflow, "ui", "--backend-store-uri", default_tracking_uri(),
                "--host", "127.0.0.1", "--port", str(args.port)]  # fmt: skip
     os.execv(mlflow, command)
