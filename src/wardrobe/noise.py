@@ -40,6 +40,7 @@ import yaml
 from wardrobe.cli import run_stage
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import project_root, write_json
+from wardrobe.gitstate import PIPELINE, changed
 from wardrobe.tracking.runs import flatten
 
 FILES = ("reports/metrics.json", "reports/class_shares.json")
@@ -50,7 +51,6 @@ REL_FLOOR = 1e-6  # of the value: the arithmetic of another CPU, where runs do n
 ABS_FLOOR = 1e-12
 EXPERIMENT = "noise-seed-{seed}"
 # What the experiments run: the same set as ci/retrain.sh's retrain trigger.
-PIPELINE = ("params.yaml", "dvc.yaml", "src", "pipeline", "pyproject.toml", "requirements.lock")
 DEFAULT_SEEDS = (1, 2, 3, 4)
 
 
@@ -354,10 +354,10 @@ def report(
 
 def measure(root: Path, seeds: Sequence[int]) -> list[str]:
     """Run the pipeline once per seed as a DVC experiment in a temporary copy; their names."""
-    changed = _git(root, "diff", "HEAD", "--name-only", "--", *PIPELINE).stdout.split()
-    if changed:
+    differ = changed(root, PIPELINE)
+    if differ:
         raise NoiseError(
-            f"{', '.join(changed[:5])} changed since HEAD: the experiments would run the "
+            f"{', '.join(differ[:5])} changed since HEAD: the experiments would run the "
             "changes, HEAD's committed metrics do not; commit them with their `dvc repro` "
             "results (or stash them), then measure"
         )

@@ -150,15 +150,21 @@ def load(path: str | os.PathLike[str] = "params.yaml") -> Params:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ParamsError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    return validate(raw, str(path))
+
+
+def validate(raw: Any, where: str) -> Params:
+    """The params in `raw` (params.yaml as parsed), or ParamsError with one line that starts
+    with `where` (the file, or a sweep's point)."""
     if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: must be a mapping of sections, got {type(raw).__name__}")
+        raise ParamsError(f"{where}: must be a mapping of sections, got {type(raw).__name__}")
     try:
         params = Params.model_validate(raw)
     except ValidationError as exc:
-        raise ParamsError(f"{path}: {describe(exc.errors()[0])}") from None
+        raise ParamsError(f"{where}: {describe(exc.errors()[0])}") from None
     problem = across_sections(params)
     if problem:
-        raise ParamsError(f"{path}: {problem}")
+        raise ParamsError(f"{where}: {problem}")
     return params
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,8 @@ from typing import Any
 import yaml
 
 from wardrobe.errors import WardrobeError
+from wardrobe.gitstate import changed
+from wardrobe.processes import environment_tool
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +76,15 @@ def require_committed(root: Path) -> str:
     head = _run(root, "git", "rev-parse", "HEAD")
     if head.returncode != 0:
         raise PromotionError(f"{root} is not a git commit ({head.stderr.strip()}); commit first")
-    changed = _run(root, "git", "status", "--porcelain", "--", *COMMITTED).stdout.splitlines()
-    if changed:
-        paths = ", ".join(line[3:] for line in changed[:5])
+    differ = changed(root, COMMITTED)
+    if differ:
+        paths = ", ".join(differ[:5])
         raise PromotionError(
             f"{paths} differ from commit {head.stdout.strip()[:7]}: a registered version names "
             "the commit that reproduces it; commit them (after `dvc repro`: `git add dvc.lock "
             "&& git commit`), then run make promote"
         )
-    dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
-    status = _run(root, dvc, "status", "--json", *STAGES)
+    status = _run(root, environment_tool("dvc"), "status", "--json", *STAGES)
     if status.returncode != 0:
         raise PromotionError(f"dvc status failed: {status.stderr.strip()[:300]}")
     stale = json.loads(status.stdout or "{}")

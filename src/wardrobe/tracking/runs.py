@@ -50,6 +50,10 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
+SWEEP_VARIABLE = "WARDROBE_SWEEP"  # set by wardrobe.sweep for the stages of its trials
+SWEEP_TAG = "sweep"
+
+
 def run_tags(data_digest: str) -> dict[str, str]:
     """Git commit and dirtiness of the stage's work tree, the DVC experiment, DVC's hash of
     the data it read, and the process that runs it (so a run it leaves RUNNING when killed
@@ -66,6 +70,8 @@ def run_tags(data_digest: str) -> dict[str, str]:
         tags["mlflow.source.git.commit"] = commit
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get(SWEEP_VARIABLE):  # a sweep's trial: its point is the experiment's name
+        tags[SWEEP_TAG] = os.environ[SWEEP_VARIABLE]
     return tags
 
 

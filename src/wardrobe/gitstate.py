@@ -1,0 +1,29 @@
+"""What of the pipeline differs from the commit: the one check behind every command that
+stands for a commit (make noise, make promote, make sweep)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+# What decides a run's results: its params, stages, code and pinned dependencies.
+PIPELINE = ("params.yaml", "dvc.yaml", "dvc.lock", "src", "pipeline", "pyproject.toml",
+            "requirements.lock")  # fmt: skip
+
+
+def head(root: Path) -> str | None:
+    """The commit checked out in `root`, or None outside a git repository with commits."""
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def changed(root: Path, paths: Sequence[str] = PIPELINE) -> list[str]:
+    """The paths under `paths` that differ from HEAD: modified, staged, deleted or untracked
+    (not ignored)."""
+    done = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all", "--", *paths],
+        cwd=root, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return [line[3:] for line in done.stdout.splitlines()]

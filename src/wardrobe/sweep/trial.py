@@ -1,0 +1,130 @@
+"""One point of a sweep, run where a scheduler placed it: a clone of the sweep's commit of its
+own, `dvc exp run -n <point> -S ...` in it, the experiment pushed to the git remote, the clone
+removed. Nothing here knows about Ray; `wardrobe.sweep.run` schedules `run_trial`.
+
+- The clone comes from the git remote (on a cluster a URL every node reaches; on this machine
+  the project itself), checked out at the sweep's commit.
+- Its inputs: with `cache_dir` (the local default) the project's DVC cache, run cache included,
+  is the clone's; without it (a cluster) the clone pulls them, and the run cache, from the DVC
+  remote the commit configures, and pushes what it made back there.
+- A point already on the git remote is not run again.
+- `dvc exp run` dies with the process that runs the trial (its stages with it, ending their
+  MLflow runs KILLED): a trial whose node dies leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wardrobe.processes import environment_tool, terminate_with_parent
+from wardrobe.tracking.runs import SWEEP_VARIABLE
+
+LOG_TAIL = 40  # lines of a failed command's output kept in its outcome
+
+
+@dataclass(frozen=True)
+class Trial:
+    sweep: str
+    point: str
+    set_args: tuple[str, ...]
+    commit: str
+    git_remote: str  # the clone's origin, where the experiment is pushed
+    work_root: str  # the directory the clone is made in
+    cache_dir: str | None = None  # a shared DVC cache; None: the DVC remote's
+    env: Mapping[str, str] = field(default_factory=dict)  # for the stages, over the node's
+
+
+@dataclass(frozen=True)
+class Outcome:
+    point: str
+    node: str
+    seconds: float
+    status: str  # "done", "skipped" (already on the remote) or "failed"
+    error: str | None = None  # the one line that says why it failed
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    ran: tuple[str, ...] = ()  # the stages `dvc exp run` ran (the others came from caches)
+
+
+class TrialFailed(Exception):
+    def __init__(self, line: str) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+def _run(args: Sequence[str], cwd: Path, env: Mapping[str, str], what: str) -> str:
+    """Run a command to its end; its output, or TrialFailed with the line that says why."""
+    done = subprocess.run(
+        list(args), cwd=cwd, env=dict(env), capture_output=True, text=True,
+        stdin=subprocess.DEVNULL, preexec_fn=terminate_with_parent,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise TrialFailed(f"{what} failed: {error_line(done.stdout + done.stderr)}")
+    return done.stdout
+
+
+def error_line(output: str) -> str:
+    """The line of a command's output that names the cause: a stage's own one-line error
+    (`<stage>: error: ...`) when there is one, else DVC's or git's last error line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for marker in (": error: ", "ERROR: ", "fatal: ", "error: "):
+        found = [line for line in lines if marker in line]
+        if found:
+            return found[0] if marker == ": error: " else found[-1]
+    return lines[-1] if lines else "no output"
+
+
+def ran_stages(output: str) -> tuple[str, ...]:
+    return tuple(
+        line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")
+    )
+
+
+def on_remote(dvc: str, clone: Path, env: Mapping[str, str], point: str) -> bool:
+    """Whether the git remote already holds this point's experiment on the clone's commit."""
+    listed = _run([dvc, "exp", "list", "origin", "--name-only"], clone, env, "dvc exp list")
+    return point in listed.split()
+
+
+def run_trial(trial: Trial, node: str | None = None) -> Outcome:
+    start = time.perf_counter()
+    node = node or socket.gethostname()
+    env = {**os.environ, **trial.env, SWEEP_VARIABLE: trial.sweep}
+    env.pop("DVC_EXP_NAME", None)
+    dvc, git = environment_tool("dvc"), shutil.which("git") or "git"
+    Path(trial.work_root).mkdir(parents=True, exist_ok=True)
+    clone = Path(tempfile.mkdtemp(prefix=f"{trial.point}-", dir=trial.work_root))
+
+    def outcome(status: str, error: str | None = None, **kw: Any) -> Outcome:
+        return Outcome(trial.point, node, time.perf_counter() - start, status, error, **kw)
+
+    try:
+        _run([git, "clone", "-q", "--no-checkout", trial.git_remote, str(clone)], clone.parent,
+             env, "git clone")  # fmt: skip
+        _run([git, "checkout", "-q", trial.commit], clone, env, f"git checkout {trial.commit}")
+        if on_remote(dvc, clone, env, trial.point):
+            return outcome("skipped")
+        if trial.cache_dir:
+            _run([dvc, "cache", "dir", "--local", trial.cache_dir], clone, env, "dvc cache dir")
+        else:
+            _run([dvc, "pull", "--run-cache", "--allow-missing"], clone, env, "dvc pull")
+        done = _run([dvc, "exp", "run", "-n", trial.point, *trial.set_args], clone, env,
+                    "dvc exp run")  # fmt: skip
+        push = [dvc, "exp", "push", "origin", trial.point]
+        push += ["--no-cache"] if trial.cache_dir else ["--run-cache"]
+        _run(push, clone, env, "dvc exp push")
+        metrics = json.loads((clone / "reports" / "metrics.json").read_text())
+        return outcome("done", metrics=metrics, ran=ran_stages(done))
+    except TrialFailed as exc:
+        return outcome("failed", exc.line)
+    finally:
+        shutil.rmtree(clone, ignore_errors=True)
