@@ -11,9 +11,11 @@ WEB_ASSETS := tools/web-assets
 UI_PORT ?= 5000
 SERVE_PORT ?= 5001
 MODEL ?= vae
+SWEEP ?= sweeps/quick.yaml
 # DVC and Great Expectations send no telemetry; stage scripts find `python` in the venv.
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
+export RAY_USAGE_STATS_ENABLED := 0
 export PATH := $(abspath $(BIN)):$(PATH)
 
 # The Debian packages the set-up installs, each as PACKAGE=PROBE: a file that shows it is
@@ -118,6 +120,14 @@ $(VENV)/.stack-installed: pyproject.toml requirements.lock | $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,stack]'
 	touch $@
 
+# Sweeps' extra: Ray (pyproject.toml `sweep`).
+$(VENV)/.sweep-installed: pyproject.toml requirements.lock | $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[sweep]'
+	touch $@
+
+sweep: $(VENV)/.sweep-installed ## Run a sweep's points as DVC experiments on Ray (SWEEP=sweeps/x.yaml; PARALLEL=N; RAY_ADDRESS for a cluster)
+	$(BIN)/python -m wardrobe.sweep run $(SWEEP) $(if $(PARALLEL),--parallel $(PARALLEL))
+
 stack: system $(VENV)/.stack-installed ## Start the team stack on 127.0.0.1: PostgreSQL, S3 (SeaweedFS), the MLflow server (state in .stack/)
 	VENV=$(abspath $(VENV)) tools/stack.sh up
 
@@ -135,10 +145,10 @@ push: $(VENV)/.installed ## dvc push to the default remote (ARGS: targets, -r NA
 pull: $(VENV)/.installed ## dvc pull from the default remote (ARGS: targets, -r NAME, -j N)
 	$(BIN)/python -m wardrobe.remote pull $(ARGS)
 
-test: setup tools $(VENV)/.stack-installed ## Run the whole test suite, slow end-to-end tests included
+test: setup tools $(VENV)/.stack-installed $(VENV)/.sweep-installed ## Run the whole test suite, slow end-to-end tests included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup tools $(VENV)/.stack-installed ## Run the tests without the slow end-to-end DVC tests
+test-fast: setup tools $(VENV)/.stack-installed $(VENV)/.sweep-installed ## Run the tests without the slow end-to-end DVC tests
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: setup ## Training throughput: the pipeline's fit against plain model.fit (needs data/processed)
@@ -156,7 +166,7 @@ format: $(VENV)/.installed ## Format and fix what ruff can fix
 lock: $(VENV)/.installed ## Re-pin requirements.lock from a fresh resolve of pyproject.toml
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --upgrade pip
-	.venv-lock/bin/python -m pip install --quiet '.[dev]'
+	.venv-lock/bin/python -m pip install --quiet '.[dev,stack,sweep]'
 	{ sed -n '1,3p' requirements.lock; .venv-lock/bin/python -m pip freeze --exclude wardrobe; } \
 		> requirements.lock.new && mv requirements.lock.new requirements.lock
 	rm -rf .venv-lock

@@ -125,12 +125,13 @@ def _axes(grid: Any, where: str) -> tuple[Axis, ...]:
                 )
         else:
             keys, values = [str(label)], spec
-            label = str(label).rsplit(".", 1)[-1]
+        entry = f"grid.{label}"
         if not isinstance(values, list) or not values:
-            raise SweepError(f"{where}: grid.{label} must be a non-empty list of values")
+            raise SweepError(f"{where}: {entry} must be a non-empty list of values")
         if len(set(map(name_part, values))) < len(values):
-            raise SweepError(f"{where}: grid.{label} repeats a value: {values}")
-        axes.append(Axis(str(label), tuple(keys), tuple(values)))
+            raise SweepError(f"{where}: {entry} repeats a value: {values}")
+        label = str(label) if isinstance(spec, dict) else str(label).rsplit(".", 1)[-1]
+        axes.append(Axis(label, tuple(keys), tuple(values)))
     labels = [a.label for a in axes]
     if len(set(labels)) < len(labels):
         raise SweepError(f"{where}: two axes of the grid have one name: {labels}")

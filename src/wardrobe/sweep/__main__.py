@@ -1,0 +1,60 @@
+"""`python -m wardrobe.sweep run SWEEP [--parallel N] [--address HEAD]` (make sweep) and
+`python -m wardrobe.sweep points SWEEP` (the points' names and their -S arguments)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from wardrobe.errors import WardrobeError
+from wardrobe.fsio import project_root
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m wardrobe.sweep", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run every point not yet on the git remote")
+    run.add_argument("sweep", type=Path)
+    run.add_argument(
+        "--parallel",
+        type=int,
+        default=None,
+        help="trials at once (default: this machine's cores; a cluster's CPUs)",
+    )
+    run.add_argument(
+        "--address",
+        default=None,
+        help="a Ray head (default: RAY_ADDRESS, else an embedded runtime)",
+    )
+    points = commands.add_parser("points", help="the sweep's points and their -S arguments")
+    points.add_argument("sweep", type=Path)
+    args = parser.parse_args(argv)
+    if getattr(args, "parallel", None) is not None and args.parallel < 1:
+        parser.error(f"--parallel must be at least 1, got {args.parallel}")
+    root = project_root()
+    from wardrobe.sweep import spec
+
+    try:
+        sweep = spec.load(args.sweep, root / "params.yaml")
+        if args.command == "points":
+            for point in sweep.points:
+                print(point.name, shlex.join(point.set_args()))
+            return
+        from wardrobe.sweep import engine
+
+        outcomes = engine.run(root, sweep, args.parallel, args.address)
+    except WardrobeError as exc:
+        print(f"sweep: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        print(f"sweep: error: {len(failed)} of {len(outcomes)} points failed: "
+              f"{', '.join(o.point for o in failed)}", file=sys.stderr)  # fmt: skip
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""Run a sweep's points as DVC experiments, scheduled by Ray.
+
+Ray core tasks, one per point (not Ray Tune: a trial here is a `dvc exp run` in a clone, not a
+function reporting results, and Tune's searchers and checkpoints would have nothing to do). A
+task asks for one CPU and is retried by Ray when its node dies (`max_retries`); the dead
+attempt's `dvc exp run` dies with it (`wardrobe.sweep.trial`).
+
+- **Local default** (no `RAY_ADDRESS`): an embedded Ray runtime on this machine, at most
+  `parallel` trials at once; the clones come from the project itself, share its DVC cache (run
+  cache included), log to its tracking store and push their experiments back into it.
+- **A cluster** (`RAY_ADDRESS`, e.g. from `make cluster`): the clones come from the project's
+  git remote `origin` and push their experiments there; their inputs come from, and their
+  outputs and run cache go to, the DVC remote; runs go to `MLFLOW_TRACKING_URI`.
+
+Ray runs with token authentication on every node (`RAY_AUTH_MODE=token`): the embedded runtime
+gets a token of its own, generated into `.sweep/ray-token` (0600).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from wardrobe.errors import WardrobeError
+from wardrobe.fsio import write_json
+from wardrobe.gitstate import PIPELINE, changed, head
+from wardrobe.processes import environment_tool
+from wardrobe.sweep.spec import Sweep
+from wardrobe.sweep.trial import Outcome, Trial, run_trial
+from wardrobe.tracking.runs import flatten
+
+STATE = Path(".sweep")  # git-ignored: the embedded runtime's token, the trials' clones
+RESULTS = Path("reports/sweeps")  # <sweep name>.json: every point's params and metrics
+MAX_RETRIES = 3  # attempts after a node dies under a trial
+# The metrics the summary table shows, as dotted keys of metrics.json.
+HEADLINE = (
+    "ae.test.bce",
+    "vae.test.bce",
+    "ae.test.generation.frechet_distance",
+    "vae.test.generation.frechet_distance",
+    "vae.test.generation.coverage",
+    "vae.test.latent.kl_from_standard_normal",
+)
+
+
+class SweepRunError(WardrobeError):
+    """A sweep that cannot start: the line says why and what to do."""
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+
+
+def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([environment_tool("dvc"), *args], cwd=root, capture_output=True,
+                          text=True, check=False)  # fmt: skip
+
+
+def _last_line(done: subprocess.CompletedProcess[str]) -> str:
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    return lines[-1].strip() if lines else f"exit {done.returncode}"
+
+
+def require_committed(root: Path, sweep: Sweep) -> str:
+    """The commit every trial clones, or SweepRunError naming what is not committed."""
+    commit = head(root)
+    if commit is None:
+        raise SweepRunError(f"{root} has no git commit: a sweep runs a commit; commit first")
+    differ = changed(root, (*PIPELINE, str(sweep.path)))
+    if differ:
+        raise SweepRunError(
+            f"{', '.join(differ[:5])} differ from commit {commit[:7]}: every trial clones the "
+            "commit, so they would not run; commit them (or stash them), then run the sweep"
+        )
+    return commit
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where the trials run and what they share."""
+
+    address: str | None  # a Ray head, or None for the embedded runtime
+    git_remote: str
+    cache_dir: str | None
+    env: Mapping[str, str]
+
+
+def local_place(root: Path) -> Place:
+    """The local default: the project is the git remote, its cache the trials' cache, its
+    tracking store theirs (the experiment made here first, so that its artifacts go beside
+    the project's store, not into a clone)."""
+    from wardrobe.tracking.store import configure
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        uri = configure()
+    finally:
+        os.chdir(cwd)
+    cache = _dvc(root, "cache", "dir")
+    if cache.returncode != 0:
+        raise SweepRunError(f"dvc cache dir failed: {_last_line(cache)}")
+    return Place(None, str(root), cache.stdout.strip(), {"MLFLOW_TRACKING_URI": uri})
+
+
+def cluster_place(root: Path, address: str, commit: str) -> Place:
+    """A cluster: the git remote `origin` must hold the commit, and the DVC remote the
+    commit's outputs (pushed here first, with the run cache)."""
+    url = _git(root, "remote", "get-url", "origin")
+    if url.returncode != 0:
+        raise SweepRunError(
+            "the project has no git remote origin: a cluster's nodes clone the sweep's commit "
+            "from it; add one (git remote add origin URL) and push the commit"
+        )
+    remote = url.stdout.strip()
+    fetched = _git(root, "fetch", "-q", "origin")
+    if fetched.returncode != 0:
+        raise SweepRunError(
+            f"the git remote origin ({remote}) is unreachable: {_last_line(fetched)}; fix the "
+            "URL (git remote set-url origin URL) or the network"
+        )
+    if not _git(root, "branch", "-r", "--contains", commit).stdout.strip():
+        raise SweepRunError(
+            f"commit {commit[:7]} is not on the git remote origin ({remote}): the nodes clone "
+            "it from there; git push it first"
+        )
+    pushed = _dvc(root, "push", "--run-cache")
+    if pushed.returncode != 0:
+        raise SweepRunError(
+            f"dvc push to the DVC remote failed: {_last_line(pushed)}; the trials read their "
+            "inputs from it: configure and start it (make stack; docs/sweeps.md)"
+        )
+    env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI",) if os.environ.get(k)}
+    return Place(address, remote, None, env)
+
+
+def ray_token(root: Path) -> None:
+    """Token authentication for every Ray process this one starts or connects to: the
+    caller's token (RAY_AUTH_TOKEN_PATH, RAY_AUTH_TOKEN) if set, else the project's own."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    path = root / STATE / "ray-token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
+
+
+def start_ray(place: Place, parallel: int) -> Any:
+    import ray
+
+    kwargs: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
+    try:
+        if place.address is None:
+            ray.init(num_cpus=parallel, include_dashboard=False, **kwargs)
+        else:
+            ray.init(address=place.address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = place.address or "the embedded runtime"
+        raise SweepRunError(
+            f"Ray at {where} could not be reached: {str(exc).strip().splitlines()[-1]}; start "
+            "it (make cluster) or unset RAY_ADDRESS to run on this machine"
+        ) from None
+    return ray
+
+
+def _task(ray: Any) -> Any:
+    @ray.remote(num_cpus=1, max_retries=MAX_RETRIES)
+    def trial_task(trial: Trial, progress: Any) -> Outcome:
+        node = ray.get_runtime_context().get_node_id()[:8]
+        progress.started.remote(trial.point, node)
+        return run_trial(trial, node)
+
+    return trial_task
+
+
+def _progress(ray: Any) -> Any:
+    @ray.remote(num_cpus=0)
+    class Progress:
+        def __init__(self) -> None:
+            self.events: list[tuple[str, str]] = []
+
+        def started(self, point: str, node: str) -> None:
+            self.events.append((point, node))
+
+        def drain(self) -> list[tuple[str, str]]:
+            events, self.events = self.events, []
+            return events
+
+    return Progress.remote()
+
+
+def say(line: str) -> None:
+    print(f"sweep: {line}", file=sys.stderr, flush=True)
+
+
+def schedule(ray: Any, trials: Sequence[Trial], parallel: int) -> list[Outcome]:
+    """Run the trials, at most `parallel` at once; print a line as each starts and ends."""
+    task, progress = _task(ray), _progress(ray)
+    waiting, running, outcomes = list(trials), {}, []
+    starts: dict[str, float] = {}
+    while waiting or running:
+        while waiting and len(running) < parallel:
+            trial = waiting.pop(0)
+            running[task.remote(trial, progress)] = trial
+        done, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+        for point, node in ray.get(progress.drain.remote()):
+            again = " again" if point in starts else ""
+            starts[point] = time.perf_counter()
+            say(f"{point} started{again} on node {node}")
+        for ref in done:
+            trial = running.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except Exception as exc:  # the task failed past its retries (its node died)
+                line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                outcome = Outcome(trial.point, "-", 0.0, "failed", line)
+            outcomes.append(outcome)
+            if outcome.status == "done":
+                ran = ", ".join(outcome.ran) or "nothing: every stage from the caches"
+                say(f"{outcome.point} done on node {outcome.node} in {outcome.seconds:.0f} s "
+                    f"(ran {ran})")  # fmt: skip
+            elif outcome.status == "skipped":
+                say(f"{outcome.point} skipped: its experiment is already on the git remote")
+            else:
+                say(f"{outcome.point} failed on node {outcome.node}: {outcome.error}")
+    return outcomes
+
+
+def table(sweep: Sweep, outcomes: Sequence[Outcome]) -> str:
+    """`dvc exp show`-style: a row per point, its grid values, status and headline metrics."""
+    by_point = {o.point: o for o in outcomes}
+    grid_keys = [k for axis in sweep.axes for k in axis.keys]
+    head_row = ["point", "status", *grid_keys, *HEADLINE]
+    rows = [head_row]
+    for point in sweep.points:
+        found = by_point.get(point.name)
+        metrics = flatten(found.metrics) if found else {}
+        rows.append([
+            point.name, found.status if found else "-",
+            *(json.dumps(point.values[k]) for k in grid_keys),
+            *(f"{metrics[k]:.4g}" if k in metrics else "-" for k in HEADLINE),
+        ])  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head_row))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def run(
+    root: Path, sweep: Sweep, parallel: int | None = None, address: str | None = None
+) -> list[Outcome]:
+    """Run every point of `sweep` not yet on the git remote; write reports/sweeps/<name>.json
+    (every point's params, status and metrics) and return the outcomes."""
+    commit = require_committed(root, sweep)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    place = cluster_place(root, address, commit) if address else local_place(root)
+    ray_token(root)
+    ray = start_ray(place, parallel or os.cpu_count() or 1)
+    try:
+        # the default: what the cores allow (this machine's, or the cluster's)
+        parallel = parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        work_root = str(root / STATE / "trials") if address is None else "/tmp/wardrobe-trials"
+        trials = [
+            Trial(sweep.name, p.name, tuple(p.set_args()), commit, place.git_remote,
+                  work_root, place.cache_dir, dict(place.env))
+            for p in sweep.points
+        ]  # fmt: skip
+        where = f"on {address}" if address else f"on this machine, {parallel} at once"
+        say(f"{len(trials)} points of {sweep.path} at commit {commit[:7]}, {where}")
+        start = time.perf_counter()
+        outcomes = schedule(ray, trials, parallel)
+    finally:
+        ray.shutdown()
+    print(table(sweep, outcomes))
+    values = {p.name: dict(p.values) for p in sweep.points}
+    write_json(root / RESULTS / f"{sweep.name}.json", {
+        "sweep": str(sweep.path), "commit": commit,
+        "seconds": round(time.perf_counter() - start, 1),
+        "points": [{**asdict(o), "params": values[o.point]} for o in outcomes],
+    })  # fmt: skip
+    return outcomes
