@@ -125,3 +125,18 @@ def test_unreadable_files(tmp_path):
         load(tmp_path / "list.yaml")
     with pytest.raises(ParamsError, match="unreadable"):
         load(tmp_path)  # a directory
+
+
+def test_values_dvc_writes_for_set_params_load_as_numbers(tmp_path):
+    """`dvc exp run -S vae.learning_rate=1e-4` writes `learning_rate: 1e-4` (YAML 1.2, DVC's
+    writer), which YAML 1.1 reads as a string: params.yaml is read as YAML 1.2."""
+    import shutil
+
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", path)
+    apply_overrides(path, ["vae.learning_rate=1e-4", "ae.learning_rate=5E-3"])
+    assert "learning_rate: 1e-4" in path.read_text() or "learning_rate: 0.0001" in path.read_text()
+    params = load(path)
+    assert (params.vae.learning_rate, params.ae.learning_rate) == (1e-4, 5e-3)

@@ -41,6 +41,7 @@ from wardrobe.cli import run_stage
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import project_root, write_json
 from wardrobe.gitstate import PIPELINE, changed
+from wardrobe.params import parse
 from wardrobe.tracking.runs import flatten
 
 FILES = ("reports/metrics.json", "reports/class_shares.json")
@@ -146,7 +147,7 @@ def load_run(root: Path, rev: str) -> Run:
     text = read_at(root, commit, PARAMS)
     if text is None:
         raise NoiseError(f"{rev}: holds no {PARAMS}; pass a commit of this project")
-    params = flatten(yaml.safe_load(text) or {})
+    params = flatten(parse(text) or {})
     metrics = metrics_at(root, commit, rev)
     if FILES[0] not in metrics:
         raise NoiseError(
@@ -159,7 +160,7 @@ def load_run(root: Path, rev: str) -> Run:
 def params_of(path: Path) -> dict[str, Any]:
     """A params file's keys, flattened, without `seed`: what a noise file was measured at."""
     try:
-        params = flatten(yaml.safe_load(path.read_text()) or {})
+        params = flatten(parse(path.read_text()) or {})
     except (OSError, yaml.YAMLError) as exc:
         raise NoiseError(f"{path}: unreadable ({exc}); fix it or pass --params") from None
     params.pop("seed", None)

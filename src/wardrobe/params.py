@@ -9,6 +9,7 @@ multiple of 10, got 15".
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -132,6 +133,30 @@ class Params(Section):
     plots: PlotsParams
 
 
+class YAML12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading plain scalars as YAML 1.2 (and DVC, which writes `-S`
+    values into params.yaml) does: `1e-12` and `5e-4` are numbers, `yes` and `off` strings."""
+
+
+YAML12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in found if tag != "tag:yaml.org,2002:bool"]
+    for first, found in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YAML12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+YAML12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse(text: str) -> Any:
+    """YAML text (params.yaml, a sweep file) as params.yaml's readers read it."""
+    return yaml.load(text, Loader=YAML12Loader)
+
+
 def load(path: str | os.PathLike[str] = "params.yaml") -> Params:
     """Read and validate the params file; raise ParamsError with one line on any problem."""
     path = Path(path)
@@ -145,7 +170,7 @@ def load(path: str | os.PathLike[str] = "params.yaml") -> Params:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         raise ParamsError(f"{path}: unreadable ({reason}); pass a readable YAML file") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = parse(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -139,12 +139,6 @@ def die_with_parent() -> None:
     threading.Thread(target=watch, name="wardrobe-parent-watch", daemon=True).start()
 
 
-def terminate_with_parent() -> None:
-    """A `preexec_fn` for a child that must not outlive the process starting it: Linux sends
-    it SIGTERM when that process (its thread) dies, SIGKILLed or not."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
 def handle_interrupts() -> None:
     """Make Ctrl-C and SIGTERM end the main thread's work with a KeyboardInterrupt, every time.
 

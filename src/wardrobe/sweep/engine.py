@@ -21,8 +21,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -77,8 +79,9 @@ def require_committed(root: Path, sweep: Sweep) -> str:
     differ = changed(root, (*PIPELINE, str(sweep.path)))
     if differ:
         raise SweepRunError(
-            f"{', '.join(differ[:5])} differ from commit {commit[:7]}: every trial clones the "
-            "commit, so they would not run; commit them (or stash them), then run the sweep"
+            f"uncommitted changes to {', '.join(differ[:5])}: every trial clones commit "
+            f"{commit[:7]}, so they would not run; commit them (or stash them), then run the "
+            "sweep"
         )
     return commit
 
@@ -151,20 +154,25 @@ def ray_token(root: Path) -> None:
         return
     path = root / STATE / "ray-token"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_hex(32))
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
 
 
-def start_ray(place: Place, parallel: int) -> Any:
+def start_ray(place: Place, parallel: int, temp_dir: str) -> Any:
+    """Connect to the cluster, or start the embedded runtime: on 127.0.0.1 only, its session
+    files under `temp_dir` (a private directory; Ray makes its own 0777), no dashboard."""
+    if place.address is None:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # one node: bind loopback only
     import ray
 
     kwargs: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
     try:
         if place.address is None:
-            ray.init(num_cpus=parallel, include_dashboard=False, **kwargs)
+            ray.init(address="local", num_cpus=parallel, include_dashboard=False,
+                     _temp_dir=temp_dir, **kwargs)  # fmt: skip
         else:
             ray.init(address=place.address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -266,7 +274,8 @@ def run(
     address = address or os.environ.get("RAY_ADDRESS") or None
     place = cluster_place(root, address, commit) if address else local_place(root)
     ray_token(root)
-    ray = start_ray(place, parallel or os.cpu_count() or 1)
+    temp_dir = tempfile.mkdtemp(prefix="wardrobe-ray-")  # short: Unix socket paths are bounded
+    ray = start_ray(place, parallel or os.cpu_count() or 1, temp_dir)
     try:
         # the default: what the cores allow (this machine's, or the cluster's)
         parallel = parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -282,6 +291,7 @@ def run(
         outcomes = schedule(ray, trials, parallel)
     finally:
         ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
     print(table(sweep, outcomes))
     values = {p.name: dict(p.values) for p in sweep.points}
     write_json(root / RESULTS / f"{sweep.name}.json", {

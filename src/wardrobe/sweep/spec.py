@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from wardrobe.errors import WardrobeError
-from wardrobe.params import Params, validate
+from wardrobe.params import Params, parse, validate
 
 NAME = re.compile(r"[a-z0-9][a-z0-9-]*")  # a sweep's name: part of every experiment's name
 LABEL = re.compile(r"[a-z0-9_]+")  # an axis's name in a point's name
@@ -73,7 +73,7 @@ class Sweep:
 
 def text(value: Any) -> str:
     """A value as `-S key=value` writes it: YAML that reads back as the same value."""
-    plain = isinstance(value, str) and yaml.safe_load(value) == value
+    plain = isinstance(value, str) and parse(value) == value
     return value if plain else json.dumps(value)
 
 
@@ -147,7 +147,7 @@ def load(path: str | Path, params_path: str | Path = "params.yaml") -> Sweep:
     path = Path(path)
     where = str(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = parse(path.read_text())
     except FileNotFoundError:
         raise SweepError(
             f"{where}: not found; name a sweep file (e.g. sweeps/claims.yaml)"
@@ -174,7 +174,7 @@ def load(path: str | Path, params_path: str | Path = "params.yaml") -> Sweep:
     clash = sorted(set(fixed) & {k for a in axes for k in a.keys})
     if clash:
         raise SweepError(f"{where}: {clash[0]} is in set: and in the grid; keep one")
-    base = yaml.safe_load(Path(params_path).read_text())
+    base = parse(Path(params_path).read_text())
     points = []
     for combo in itertools.product(*(a.values for a in axes)):
         chosen = list(zip(axes, combo, strict=True))
@@ -192,5 +192,5 @@ def load(path: str | Path, params_path: str | Path = "params.yaml") -> Sweep:
 
 def point_params(sweep: Sweep, point: Point, params_path: str | Path) -> Params:
     """The params a point runs with."""
-    base = yaml.safe_load(Path(params_path).read_text())
+    base = parse(Path(params_path).read_text())
     return validate(with_values(base, point.values), f"{sweep.path} (point {point.name})")

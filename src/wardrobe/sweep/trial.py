@@ -26,10 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wardrobe.processes import environment_tool, terminate_with_parent
+from wardrobe.processes import environment_tool
 from wardrobe.tracking.runs import SWEEP_VARIABLE
 
-LOG_TAIL = 40  # lines of a failed command's output kept in its outcome
+# A command dies with the process that runs the trial: Linux sends it SIGTERM when that
+# process dies (util-linux's setpriv sets the parent-death signal, then execs the command; not
+# a preexec_fn, unsafe in Ray's threaded workers). A stage that `dvc exp run` starts follows
+# its dvc the same way (wardrobe.processes.die_with_parent) and ends its run KILLED.
+TIED = ("setpriv", "--pdeathsig", "TERM", "--")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class Outcome:
     error: str | None = None  # the one line that says why it failed
     metrics: Mapping[str, Any] = field(default_factory=dict)
     ran: tuple[str, ...] = ()  # the stages `dvc exp run` ran (the others came from caches)
+    started: float = 0.0  # wall-clock time (time.time()) the trial started and ended
+    ended: float = 0.0
 
 
 class TrialFailed(Exception):
@@ -64,8 +70,8 @@ class TrialFailed(Exception):
 def _run(args: Sequence[str], cwd: Path, env: Mapping[str, str], what: str) -> str:
     """Run a command to its end; its output, or TrialFailed with the line that says why."""
     done = subprocess.run(
-        list(args), cwd=cwd, env=dict(env), capture_output=True, text=True,
-        stdin=subprocess.DEVNULL, preexec_fn=terminate_with_parent,
+        [*TIED, *args], cwd=cwd, env=dict(env), capture_output=True, text=True,
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
     if done.returncode != 0:
         raise TrialFailed(f"{what} failed: {error_line(done.stdout + done.stderr)}")
@@ -96,7 +102,7 @@ def on_remote(dvc: str, clone: Path, env: Mapping[str, str], point: str) -> bool
 
 
 def run_trial(trial: Trial, node: str | None = None) -> Outcome:
-    start = time.perf_counter()
+    start, started = time.perf_counter(), time.time()
     node = node or socket.gethostname()
     env = {**os.environ, **trial.env, SWEEP_VARIABLE: trial.sweep}
     env.pop("DVC_EXP_NAME", None)
@@ -105,7 +111,9 @@ def run_trial(trial: Trial, node: str | None = None) -> Outcome:
     clone = Path(tempfile.mkdtemp(prefix=f"{trial.point}-", dir=trial.work_root))
 
     def outcome(status: str, error: str | None = None, **kw: Any) -> Outcome:
-        return Outcome(trial.point, node, time.perf_counter() - start, status, error, **kw)
+        seconds = time.perf_counter() - start
+        return Outcome(trial.point, node, seconds, status, error, **kw, started=started,
+                       ended=time.time())  # fmt: skip
 
     try:
         _run([git, "clone", "-q", "--no-checkout", trial.git_remote, str(clone)], clone.parent,

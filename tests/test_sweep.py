@@ -1,0 +1,237 @@
+"""Sweeps: the sweep file's grid, points, names and rules (in-process), and a real sweep of a
+quick pipeline on the embedded Ray runtime (slow): two points at once, each in its own clone,
+neither lost, each run holding its own point's params; the same sweep again runs nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, commit, dvc, project_repo, repo_env, write_params
+from wardrobe.errors import ParamsError
+from wardrobe.sweep import spec
+
+
+def write_sweep(dest: Path, text: str) -> Path:
+    path = dest / "sweeps" / "s.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_the_points_are_the_grid_s_cross_product_named_in_its_order(tmp_path):
+    path = write_sweep(
+        tmp_path,
+        """
+name: claims
+set: {ae.epochs: 2}
+grid:
+  vae.beta: [50, 0.5]
+  z: {keys: [ae.latent_dim, vae.latent_dim], values: [2, 8]}
+  ae.filters: [[8, 16]]
+""",
+    )
+    sweep = spec.load(path, ROOT / "params.yaml")
+    assert [p.name for p in sweep.points] == [
+        "claims-beta50-z2-filters8x16", "claims-beta50-z8-filters8x16",
+        "claims-beta0.5-z2-filters8x16", "claims-beta0.5-z8-filters8x16",
+    ]  # fmt: skip
+    second = sweep.points[1]
+    assert second.values == {"ae.epochs": 2, "vae.beta": 50, "ae.latent_dim": 8,
+                             "vae.latent_dim": 8, "ae.filters": [8, 16]}  # fmt: skip
+    assert second.set_args() == [
+        "-S", "ae.epochs=2", "-S", "vae.beta=50", "-S", "ae.latent_dim=8",
+        "-S", "vae.latent_dim=8", "-S", "ae.filters=[8, 16]",
+    ]  # fmt: skip
+    params = spec.point_params(sweep, second, ROOT / "params.yaml")
+    assert (params.ae.latent_dim, params.vae.latent_dim, params.vae.beta) == (8, 8, 50)
+    assert params.ae.filters == (8, 16) and params.ae.epochs == 2
+    assert sweep.keys == ["vae.beta", "ae.latent_dim", "vae.latent_dim", "ae.filters",
+                          "ae.epochs"]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", [500, 0.0005, 1e-12, True, "bce", "yes", "1.5", [32, 64], None])
+def test_a_set_argument_reads_back_as_its_value(tmp_path, value):
+    """What DVC writes into params.yaml for `-S key=<text>` (its own override parser, then its
+    YAML writer) reads back, through the params loader, as the value."""
+    from dvc.utils.hydra import apply_overrides
+
+    from wardrobe.params import parse
+
+    path = tmp_path / "params.yaml"
+    path.write_text("vae:\n  beta: 500\n")
+    apply_overrides(path, [f"vae.beta={spec.text(value)}"])
+    assert parse(path.read_text())["vae"]["beta"] == value
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("grid:\n  vae.betta: [1]\n",
+         r"s.yaml \(point s-betta1\): vae.betta is not a known key \(known: batch_size, beta,"),
+        ("grid:\n  vae.beta: [1, -2]\n",
+         r"s.yaml \(point s-beta_2\): vae.beta must be greater than 0, got -2$"),
+        ("grid:\n  preprocess.limit_test: [10]\n  vae.latent_dim: [16]\n",
+         r"vae.latent_dim must be less than the test images \(10, "),
+        ("grid:\n  vae.beta: 5\n", r"s.yaml: grid.vae.beta must be a non-empty list of values$"),
+        ("grid:\n  vae.beta: []\n", r"grid.vae.beta must be a non-empty list of values$"),
+        ("grid:\n  vae.beta: [1, 1.0]\n", r"grid.vae.beta repeats a value: \[1, 1.0\]$"),
+        ("name: s\n", r"s.yaml: grid must be a mapping of params keys to lists of values$"),
+        ("grid: {vae.beta: [1]}\nset: {vae.beta: 2}\n",
+         r"vae.beta is in set: and in the grid; keep one$"),
+        ("grid: {z: {keys: [ae.latent_dim], values: [2], name: x}}\n",
+         r"grid.z must be a list of values, or keys: and values:"),
+        ("grid: {ae.latent_dim: [2], z: {keys: [ae.latent_dim], values: [4]}}\n",
+         r"a params key is on two axes of the grid"),
+        ("name: Claims\ngrid: {vae.beta: [1]}\n", r"name must be lower-case letters"),
+        ("grids: {vae.beta: [1]}\n", r"grids is not a known key \(known: grid, name, set\)$"),
+        ("grid: [vae.beta\n", r"s.yaml: not valid YAML at line 2; fix the syntax$"),
+        ("grid: {seed.x: [1]}\n", r"seed.x: seed is not a section of params.yaml"),
+    ],
+)  # fmt: skip
+def test_a_bad_sweep_file_is_one_line_naming_what_is_wrong(tmp_path, text, message):
+    path = write_sweep(tmp_path, text)
+    with pytest.raises((spec.SweepError, ParamsError), match=message) as err:
+        spec.load(path, ROOT / "params.yaml")
+    assert "\n" not in str(err.value) and str(err.value).startswith(str(path))
+
+
+def test_a_missing_sweep_file_is_one_line(tmp_path):
+    with pytest.raises(spec.SweepError, match=r"nope.yaml: not found; name a sweep file"):
+        spec.load(tmp_path / "nope.yaml", ROOT / "params.yaml")
+
+
+def sweep_cli(repo: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wardrobe.sweep", *args], cwd=repo, env=repo_env(repo),
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+# A pipeline of seconds per stage on the real data: 10 images a split, one epoch each.
+TINY_RUN = {
+    "preprocess": {"limit_train": 10, "limit_test": 10},
+    "ae": {"epochs": 1}, "vae": {"epochs": 1},
+    "classifier": {"epochs": 1, "min_accuracy": 0.0},
+    "evaluate": {"generated": 6},
+    "plots": {"reconstructions": 2, "scatter_points": 10, "samples": 2, "grid_size": 2, "dpi": 20},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """A committed tiny project with a two-point sweep over vae.beta, run with --parallel 2."""
+    repo = project_repo(tmp_path_factory.mktemp("sweep") / "project")
+    write_params(repo, repo / "params.yaml", **TINY_RUN)
+    write_sweep(repo, "name: t\ngrid:\n  vae.beta: [7, 3000]\n")
+    commit(repo, "a tiny pipeline and its sweep")
+    return repo, sweep_cli(repo, "run", "sweeps/s.yaml", "--parallel", "2")
+
+
+@pytest.mark.slow
+def test_a_local_sweep_runs_its_points_at_once_and_keeps_every_one(swept):
+    repo, done = swept
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stderr.splitlines()
+    for point in ("t-beta7", "t-beta3000"):
+        assert any(f"sweep: {point} started on node " in line for line in lines), done.stderr
+        assert any(f"sweep: {point} done on node " in line for line in lines), done.stderr
+    results = json.loads((repo / "reports" / "sweeps" / "t.json").read_text())
+    points = {p["point"]: p for p in results["points"]}
+    assert set(points) == {"t-beta7", "t-beta3000"}
+    assert all(p["status"] == "done" for p in points.values()), points
+    first, second = sorted(points.values(), key=lambda p: p["started"])
+    assert second["started"] < first["ended"], "the two trials did not run at the same time"
+    # The AE, the classifier and the data are the same for both points: trained once, the
+    # other trial restores them from the shared run cache (or trains them at the same time).
+    assert {p["params"]["vae.beta"] for p in points.values()} == {7, 3000}
+    # Both experiments are in the project, each with its own params and metrics.
+    shown = dvc(repo, "exp", "show", "--json")
+    assert shown.returncode == 0, shown.stderr
+    exps = {}
+    for baseline in json.loads(shown.stdout):
+        for exp in baseline.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                exps[rev.get("name")] = rev["data"]
+    for point, beta in (("t-beta7", 7), ("t-beta3000", 3000)):
+        data = exps[point]
+        assert data["params"]["params.yaml"]["data"]["vae"]["beta"] == beta
+        metrics = data["metrics"]["reports/metrics.json"]["data"]
+        assert metrics["vae"]["test"]["bce"] == pytest.approx(
+            points[point]["metrics"]["vae"]["test"]["bce"]
+        )
+    # The workspace is the commit's: the sweep changed nothing but its results file.
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True,
+                            text=True).stdout  # fmt: skip
+    assert status.strip() == "?? reports/sweeps/", status
+
+
+@pytest.mark.slow
+def test_each_point_s_runs_are_tagged_with_the_sweep_and_hold_its_params(swept):
+    repo, done = swept
+    assert done.returncode == 0
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("wardrobe")
+    runs = client.search_runs([experiment.experiment_id], "tags.sweep = 't'")
+    vae = {}
+    for run in runs:
+        if run.info.run_name == "vae":
+            vae.setdefault(run.data.tags["dvc_exp_name"], []).append(run)
+    assert set(vae) == {"t-beta7", "t-beta3000"}, {r.info.run_name for r in runs}
+    for point, beta in (("t-beta7", "7"), ("t-beta3000", "3000")):
+        (run,) = vae[point]
+        assert run.info.status == "FINISHED"
+        assert run.data.params["vae.beta"] == beta
+        assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(repo)
+
+
+@pytest.mark.slow
+def test_the_same_sweep_again_runs_nothing(swept):
+    repo, first = swept
+    assert first.returncode == 0
+    again = sweep_cli(repo, "run", "sweeps/s.yaml", "--parallel", "2", timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for point in ("t-beta7", "t-beta3000"):
+        assert f"sweep: {point} skipped: its experiment is already on the git remote" in (
+            again.stderr
+        )
+    assert "Running stage" not in again.stdout + again.stderr
+
+
+def test_a_sweep_of_uncommitted_changes_is_refused_before_anything_runs(tmp_path):
+    repo = project_repo(tmp_path / "project")
+    write_sweep(repo, "grid:\n  vae.beta: [7]\n")
+    commit(repo, "a sweep")
+    params = repo / "params.yaml"
+    params.write_text(params.read_text().replace("beta: 500", "beta: 600"))
+    done = sweep_cli(repo, "run", "sweeps/s.yaml", timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"sweep: error: uncommitted changes to params.yaml: every trial clones commit "
+        f"{head(repo)[:7]}, so they would not run; commit them (or stash them), then run the "
+        "sweep"
+    ]
+    assert not (repo / ".sweep").exists()
+
+
+def head(repo: Path) -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+
+
+def test_a_bad_sweep_file_stops_make_sweep_before_anything_runs(tmp_path):
+    repo = project_repo(tmp_path / "project")
+    write_sweep(repo, "grid:\n  vae.betta: [7]\n")
+    done = sweep_cli(repo, "run", "sweeps/s.yaml", timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "sweep: error: sweeps/s.yaml (point s-betta7): vae.betta is not a known key (known: "
+        "batch_size, beta, deterministic, epochs, filters, latent_dim, learning_rate), got 7"
+    ]
+    assert not (repo / ".sweep").exists() and not (repo / "reports" / "sweeps").exists()
