@@ -122,12 +122,16 @@ TINY_RUN = {
 }  # fmt: skip
 
 
+POINTS = ("t-beta7", "t-beta3000", "t-beta50")
+
+
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    """A committed tiny project with a two-point sweep over vae.beta, run with --parallel 2."""
+    """A committed tiny project with a three-point sweep over vae.beta, run with --parallel 2:
+    the first point alone, then the other two at once."""
     repo = project_repo(tmp_path_factory.mktemp("sweep") / "project")
     write_params(repo, repo / "params.yaml", **TINY_RUN)
-    write_sweep(repo, "name: t\ngrid:\n  vae.beta: [7, 3000]\n")
+    write_sweep(repo, "name: t\ngrid:\n  vae.beta: [7, 3000, 50]\n")
     commit(repo, "a tiny pipeline and its sweep")
     return repo, sweep_cli(repo, "run", "sweeps/s.yaml", "--parallel", "2")
 
@@ -137,18 +141,25 @@ def test_a_local_sweep_runs_its_points_at_once_and_keeps_every_one(swept):
     repo, done = swept
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = done.stderr.splitlines()
-    for point in ("t-beta7", "t-beta3000"):
+    for point in POINTS:
         assert any(f"sweep: {point} started on node " in line for line in lines), done.stderr
         assert any(f"sweep: {point} done on node " in line for line in lines), done.stderr
     results = json.loads((repo / "reports" / "sweeps" / "t.json").read_text())
     points = {p["point"]: p for p in results["points"]}
-    assert set(points) == {"t-beta7", "t-beta3000"}
+    assert set(points) == set(POINTS)
     assert all(p["status"] == "done" for p in points.values()), points
-    first, second = sorted(points.values(), key=lambda p: p["started"])
-    assert second["started"] < first["ended"], "the two trials did not run at the same time"
-    # The AE, the classifier and the data are the same for both points: trained once, the
-    # other trial restores them from the shared run cache (or trains them at the same time).
-    assert {p["params"]["vae.beta"] for p in points.values()} == {7, 3000}
+    # The first point alone runs every stage; the other two, at the same time, restore the
+    # data, the AE and the classifier from the shared run cache and train only their VAE.
+    first, second, third = (points[p] for p in POINTS)
+    assert first["ended"] <= min(second["started"], third["started"])
+    assert max(second["started"], third["started"]) < min(second["ended"], third["ended"]), (
+        "the last two trials did not run at the same time"
+    )
+    assert "train_ae" in first["ran"] and "train_vae" in first["ran"]
+    for later in (second, third):
+        assert "train_vae" in later["ran"] and "train_ae" not in later["ran"], later["ran"]
+        assert "train_classifier" not in later["ran"] and "preprocess" not in later["ran"]
+    assert [p["params"]["vae.beta"] for p in (first, second, third)] == [7, 3000, 50]
     # Both experiments are in the project, each with its own params and metrics.
     shown = dvc(repo, "exp", "show", "--json")
     assert shown.returncode == 0, shown.stderr
@@ -157,7 +168,7 @@ def test_a_local_sweep_runs_its_points_at_once_and_keeps_every_one(swept):
         for exp in baseline.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 exps[rev.get("name")] = rev["data"]
-    for point, beta in (("t-beta7", 7), ("t-beta3000", 3000)):
+    for point, beta in zip(POINTS, (7, 3000, 50), strict=True):
         data = exps[point]
         assert data["params"]["params.yaml"]["data"]["vae"]["beta"] == beta
         metrics = data["metrics"]["reports/metrics.json"]["data"]
@@ -183,11 +194,11 @@ def test_each_point_s_runs_are_tagged_with_the_sweep_and_hold_its_params(swept):
     for run in runs:
         if run.info.run_name == "vae":
             vae.setdefault(run.data.tags["dvc_exp_name"], []).append(run)
-    assert set(vae) == {"t-beta7", "t-beta3000"}, {r.info.run_name for r in runs}
-    for point, beta in (("t-beta7", "7"), ("t-beta3000", "3000")):
+    assert set(vae) == set(POINTS), {r.info.run_name for r in runs}
+    for point, beta in zip(POINTS, (7, 3000, 50), strict=True):
         (run,) = vae[point]
         assert run.info.status == "FINISHED"
-        assert run.data.params["vae.beta"] == beta
+        assert float(run.data.params["vae.beta"]) == beta
         assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(repo)
 
 
@@ -197,7 +208,7 @@ def test_the_same_sweep_again_runs_nothing(swept):
     assert first.returncode == 0
     again = sweep_cli(repo, "run", "sweeps/s.yaml", "--parallel", "2", timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    for point in ("t-beta7", "t-beta3000"):
+    for point in POINTS:
         assert f"sweep: {point} skipped: its experiment is already on the git remote" in (
             again.stderr
         )
@@ -235,3 +246,9 @@ def test_a_bad_sweep_file_stops_make_sweep_before_anything_runs(tmp_path):
         "batch_size, beta, deterministic, epochs, filters, latent_dim, learning_rate), got 7"
     ]
     assert not (repo / ".sweep").exists() and not (repo / "reports" / "sweeps").exists()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_committed_sweep_is_valid(path):
+    sweep = spec.load(path, ROOT / "params.yaml")
+    assert sweep.points and len({p.name for p in sweep.points}) == len(sweep.points)

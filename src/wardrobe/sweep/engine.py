@@ -215,12 +215,16 @@ def say(line: str) -> None:
 
 
 def schedule(ray: Any, trials: Sequence[Trial], parallel: int) -> list[Outcome]:
-    """Run the trials, at most `parallel` at once; print a line as each starts and ends."""
+    """Run the trials, at most `parallel` at once, the first alone: it runs (or restores) the
+    stages every point shares, so that the others restore them from the run cache instead of
+    computing them at the same time. (Two trials that commit the same output into one DVC
+    cache at once can fail: DVC finds the object it is writing not yet in the cache and asks
+    before removing the file.) Print a line as each trial starts and ends."""
     task, progress = _task(ray), _progress(ray)
     waiting, running, outcomes = list(trials), {}, []
     starts: dict[str, float] = {}
     while waiting or running:
-        while waiting and len(running) < parallel:
+        while waiting and len(running) < (parallel if outcomes else 1):
             trial = waiting.pop(0)
             running[task.remote(trial, progress)] = trial
         done, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
