@@ -128,6 +128,12 @@ $(VENV)/.sweep-installed: pyproject.toml requirements.lock | $(VENV)/.installed
 sweep: $(VENV)/.sweep-installed ## Run a sweep's points as DVC experiments on Ray (SWEEP=sweeps/x.yaml; PARALLEL=N; RAY_ADDRESS for a cluster)
 	$(BIN)/python -m wardrobe.sweep run $(SWEEP) $(if $(PARALLEL),--parallel $(PARALLEL))
 
+cluster: $(VENV)/.sweep-installed ## Start a Ray cluster on 127.0.0.1: a head and WORKERS worker nodes (default 2; CLUSTER_PORT 6390), token auth; source .cluster/env
+	$(BIN)/python tools/cluster.py up
+
+cluster-down: $(VENV)/.sweep-installed ## Stop the Ray cluster make cluster started (this cluster's processes only)
+	$(BIN)/python tools/cluster.py down
+
 stack: system $(VENV)/.stack-installed ## Start the team stack on 127.0.0.1: PostgreSQL, S3 (SeaweedFS), the MLflow server (state in .stack/)
 	VENV=$(abspath $(VENV)) tools/stack.sh up
 

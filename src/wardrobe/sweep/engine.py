@@ -94,6 +94,7 @@ class Place:
     git_remote: str
     cache_dir: str | None
     env: Mapping[str, str]
+    dvc_remote: tuple[str, str | None] | None = None
 
 
 def local_place(root: Path) -> Place:
@@ -135,6 +136,7 @@ def cluster_place(root: Path, address: str, commit: str) -> Place:
             f"commit {commit[:7]} is not on the git remote origin ({remote}): the nodes clone "
             "it from there; git push it first"
         )
+    storage = dvc_remote(root)
     pushed = _dvc(root, "push", "--run-cache")
     if pushed.returncode != 0:
         raise SweepRunError(
@@ -142,7 +144,20 @@ def cluster_place(root: Path, address: str, commit: str) -> Place:
             "inputs from it: configure and start it (make stack; docs/sweeps.md)"
         )
     env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI",) if os.environ.get(k)}
-    return Place(address, remote, None, env)
+    return Place(address, remote, None, env, storage)
+
+
+def dvc_remote(root: Path) -> tuple[str, str | None]:
+    """The default DVC remote's URL and S3 endpoint, as this project configures them."""
+    name = _dvc(root, "remote", "default").stdout.strip()
+    if not name:
+        raise SweepRunError(
+            "no default DVC remote is configured: a cluster's trials read their inputs from it "
+            "and push their outputs to it; add one (dvc remote add -d NAME URL; docs/sweeps.md)"
+        )
+    url = _dvc(root, "config", f"remote.{name}.url").stdout.strip()
+    endpoint = _dvc(root, "config", f"remote.{name}.endpointurl").stdout.strip() or None
+    return url, endpoint
 
 
 def ray_token(root: Path) -> None:
@@ -286,7 +301,7 @@ def run(
         work_root = str(root / STATE / "trials") if address is None else "/tmp/wardrobe-trials"
         trials = [
             Trial(sweep.name, p.name, tuple(p.set_args()), commit, place.git_remote,
-                  work_root, place.cache_dir, dict(place.env))
+                  work_root, place.cache_dir, dict(place.env), place.dvc_remote)
             for p in sweep.points
         ]  # fmt: skip
         where = f"on {address}" if address else f"on this machine, {parallel} at once"

@@ -46,6 +46,10 @@ class Trial:
     work_root: str  # the directory the clone is made in
     cache_dir: str | None = None  # a shared DVC cache; None: the DVC remote's
     env: Mapping[str, str] = field(default_factory=dict)  # for the stages, over the node's
+    # Without a shared cache: the DVC remote's URL and S3 endpoint (none for a path). The
+    # project's remote may be configured only locally (.dvc/config.local, not in a clone);
+    # its keys come from the node's environment, never through the scheduler.
+    dvc_remote: tuple[str, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,8 @@ def run_trial(trial: Trial, node: str | None = None) -> Outcome:
     dvc, git = environment_tool("dvc"), shutil.which("git") or "git"
     Path(trial.work_root).mkdir(parents=True, exist_ok=True)
     clone = Path(tempfile.mkdtemp(prefix=f"{trial.point}-", dir=trial.work_root))
+    # The stages import the commit's code, from the clone, not the environment's install.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(clone / "src"), env.get("PYTHONPATH")]))
 
     def outcome(status: str, error: str | None = None, **kw: Any) -> Outcome:
         seconds = time.perf_counter() - start
@@ -124,6 +130,13 @@ def run_trial(trial: Trial, node: str | None = None) -> Outcome:
         if trial.cache_dir:
             _run([dvc, "cache", "dir", "--local", trial.cache_dir], clone, env, "dvc cache dir")
         else:
+            if trial.dvc_remote:
+                url, endpoint = trial.dvc_remote
+                _run([dvc, "remote", "add", "--local", "-f", "-d", "sweep", url], clone, env,
+                     "dvc remote add")  # fmt: skip
+                if endpoint:
+                    _run([dvc, "remote", "modify", "--local", "sweep", "endpointurl", endpoint],
+                         clone, env, "dvc remote modify")  # fmt: skip
             _run([dvc, "pull", "--run-cache", "--allow-missing"], clone, env, "dvc pull")
         done = _run([dvc, "exp", "run", "-n", trial.point, *trial.set_args], clone, env,
                     "dvc exp run")  # fmt: skip
