@@ -189,7 +189,7 @@ def test_make_serve_answers_with_the_champion_decoder(promoted):
     port = free_port()
     server = subprocess.Popen(
         ["make", "--no-print-directory", "serve", "MODEL=vae", f"SERVE_PORT={port}",
-         f"VENV={VENV_BIN.parent}"],
+         f"VENV={VENV_BIN.parent}", "-o", f"{VENV_BIN.parent}/.installed"],
         cwd=promoted, env=repo_env(promoted), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, start_new_session=True,
     )  # fmt: skip

@@ -5,8 +5,9 @@ removed. Nothing here knows about Ray; `wardrobe.sweep.run` schedules `run_trial
 - The clone comes from the git remote (on a cluster a URL every node reaches; on this machine
   the project itself), checked out at the sweep's commit.
 - Its inputs: with `cache_dir` (the local default) the project's DVC cache, run cache included,
-  is the clone's; without it (a cluster) the clone pulls them, and the run cache, from the DVC
-  remote the commit configures, and pushes what it made back there.
+  is the clone's; without it (a cluster) `dvc exp run --pull` fetches what a stage reads, and
+  what the run cache restores, from the DVC remote, and `dvc exp push --run-cache` sends what
+  the trial made back there.
 - A point already on the git remote is not run again.
 - `dvc exp run` dies with the process that runs the trial (its stages with it, ending their
   MLflow runs KILLED): a trial whose node dies leaves nothing running.
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -86,6 +89,9 @@ def error_line(output: str) -> str:
     """The line of a command's output that names the cause: a stage's own one-line error
     (`<stage>: error: ...`) when there is one, else DVC's or git's last error line."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"[\w.]+(Error|Exception|Exit): ", line)]
+    if raised and not any(": error: " in line for line in lines):
+        return raised[-1]  # a traceback's last line: what a stage raised before its handler
     for marker in (": error: ", "ERROR: ", "fatal: ", "error: "):
         found = [line for line in lines if marker in line]
         if found:
@@ -113,7 +119,9 @@ def run_trial(trial: Trial, node: str | None = None) -> Outcome:
     dvc, git = environment_tool("dvc"), shutil.which("git") or "git"
     Path(trial.work_root).mkdir(parents=True, exist_ok=True)
     clone = Path(tempfile.mkdtemp(prefix=f"{trial.point}-", dir=trial.work_root))
-    # The stages import the commit's code, from the clone, not the environment's install.
+    # The stages run this environment's python (the stage commands say `python`) and import
+    # the commit's code, from the clone, not the environment's install.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(clone / "src"), env.get("PYTHONPATH")]))
 
     def outcome(status: str, error: str | None = None, **kw: Any) -> Outcome:
@@ -137,8 +145,9 @@ def run_trial(trial: Trial, node: str | None = None) -> Outcome:
                 if endpoint:
                     _run([dvc, "remote", "modify", "--local", "sweep", "endpointurl", endpoint],
                          clone, env, "dvc remote modify")  # fmt: skip
-            _run([dvc, "pull", "--run-cache", "--allow-missing"], clone, env, "dvc pull")
-        done = _run([dvc, "exp", "run", "-n", trial.point, *trial.set_args], clone, env,
+        # --pull: what a stage reads, and what the run cache restores, comes from the remote
+        pull = [] if trial.cache_dir else ["--pull"]
+        done = _run([dvc, "exp", "run", *pull, "-n", trial.point, *trial.set_args], clone, env,
                     "dvc exp run")  # fmt: skip
         push = [dvc, "exp", "push", "origin", trial.point]
         push += ["--no-cache"] if trial.cache_dir else ["--run-cache"]
