@@ -30,6 +30,10 @@ from wardrobe.fetch import CanonicalFile
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+# `make` run in a project copy with this checkout's venv. -o: the venv is used as it is; were
+# make to rebuild .installed, it would install the package, editable, from the copy.
+MAKE_IN_COPY = ("make", "--no-print-directory", f"VENV={VENV_BIN.parent}", "-o",
+                f"{VENV_BIN.parent}/.installed")  # fmt: skip
 # What `make setup` installed for the reports; projects copied elsewhere use the checkout's.
 WEB_ASSETS = {"WARDROBE_WEB_ASSETS": str(ROOT / "tools" / "web-assets" / "node_modules")}
 REAL_MIRROR = Path("/usr/share/datasets/fashion-mnist")

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REMOTE_ASSET, ROOT, client_for, dvc, free_port, ran_stages, repo_env
+from conftest import (
+    MAKE_IN_COPY,
+    REMOTE_ASSET,
+    ROOT,
+    client_for,
+    dvc,
+    free_port,
+    ran_stages,
+    repo_env,
+)
 from wardrobe.params import load
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -45,10 +54,8 @@ def ui(retrained):
     """`make ui` on a free loopback port, serving the retrained copy's mlflow.db."""
     repo = retrained[0]
     port = free_port()
-    venv = ROOT / ".venv"
     server = subprocess.Popen(
-        # -o: the checkout's venv is used as it is, never re-installed from the copy
-        ["make", "ui", f"UI_PORT={port}", f"VENV={venv}", "-o", f"{venv}/.installed"],
+        [*MAKE_IN_COPY, "ui", f"UI_PORT={port}"],
         cwd=repo, env=repo_env(repo), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, start_new_session=True,
     )  # fmt: skip
@@ -109,10 +116,9 @@ def test_the_ui_serves_the_runs_with_params_metrics_and_figures(ui):
 def test_a_taken_port_stops_make_ui_and_make_serve_with_one_line(ui, target, variable, what):
     """A second `make ui` (or a `make serve`) on the port the UI holds: one line naming the
     port and the variable that moves it, a non-zero exit, nothing started."""
-    repo, venv, port = ui.repo, ROOT / ".venv", ui.rsplit(":", 1)[1]
+    repo, port = ui.repo, ui.rsplit(":", 1)[1]
     done = subprocess.run(
-        ["make", "--no-print-directory", target, f"{variable}={port}", f"VENV={venv}", "-o",
-         f"{venv}/.installed"],
+        [*MAKE_IN_COPY, target, f"{variable}={port}"],
         cwd=repo, env=repo_env(repo), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode != 0

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import (
+    MAKE_IN_COPY,
     QUICK,
     ROOT,
     VENV_BIN,
@@ -474,8 +475,7 @@ def test_a_killed_queue_worker_is_named_by_make_queue_and_the_printed_recovery_w
 
     def make_queue() -> subprocess.CompletedProcess:
         return subprocess.run(
-            ["make", "--no-print-directory", "queue", f"VENV={VENV_BIN.parent}", "-o",
-             f"{VENV_BIN.parent}/.installed"],
+            [*MAKE_IN_COPY, "queue"],
             cwd=repo, env=repo_env(repo), capture_output=True, text=True, timeout=120,
         )  # fmt: skip
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import (
-    VENV_BIN,
+    MAKE_IN_COPY,
     client_for,
     commit,
     dvc,
@@ -188,8 +188,7 @@ def test_make_serve_answers_with_the_champion_decoder(promoted):
     on serving."""
     port = free_port()
     server = subprocess.Popen(
-        ["make", "--no-print-directory", "serve", "MODEL=vae", f"SERVE_PORT={port}",
-         f"VENV={VENV_BIN.parent}", "-o", f"{VENV_BIN.parent}/.installed"],
+        [*MAKE_IN_COPY, "serve", "MODEL=vae", f"SERVE_PORT={port}"],
         cwd=promoted, env=repo_env(promoted), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, start_new_session=True,
     )  # fmt: skip

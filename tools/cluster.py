@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from wardrobe.errors import WardrobeError  # noqa: E402
+from wardrobe.fsio import write_secret  # noqa: E402
 from wardrobe.ports import require_free_port  # noqa: E402
 from wardrobe.processes import environment_tool  # noqa: E402
 
@@ -54,10 +54,7 @@ def state_dir() -> Path:
 
 def token_path(state: Path) -> Path:
     path = state / "token"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32))
+    if write_secret(path):
         say(f"generated the cluster's token into {path}")
     return path
 

@@ -12,18 +12,19 @@ PIPELINE = ("params.yaml", "dvc.yaml", "dvc.lock", "src", "pipeline", "pyproject
             "requirements.lock")  # fmt: skip
 
 
+def git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`git ARGS` in `root`, its output captured, its exit status left to the caller."""
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+
+
 def head(root: Path) -> str | None:
     """The commit checked out in `root`, or None outside a git repository with commits."""
-    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                          text=True, check=False)  # fmt: skip
+    done = git(root, "rev-parse", "HEAD")
     return done.stdout.strip() if done.returncode == 0 else None
 
 
 def changed(root: Path, paths: Sequence[str] = PIPELINE) -> list[str]:
     """The paths under `paths` that differ from HEAD: modified, staged, deleted or untracked
     (not ignored)."""
-    done = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=all", "--", *paths],
-        cwd=root, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    done = git(root, "status", "--porcelain", "--untracked-files=all", "--", *paths)
     return [line[3:] for line in done.stdout.splitlines()]

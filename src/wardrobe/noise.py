@@ -40,7 +40,7 @@ import yaml
 from wardrobe.cli import run_stage
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import project_root, write_json
-from wardrobe.gitstate import PIPELINE, changed
+from wardrobe.gitstate import PIPELINE, changed, git
 from wardrobe.params import parse
 from wardrobe.tracking.runs import flatten
 
@@ -68,21 +68,17 @@ def numbers(tree: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
-
-
 def resolve(root: Path, rev: str) -> str:
     """The commit of a Git revision or of a DVC experiment's name."""
-    found = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    found = git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     if found.returncode == 0:
         return found.stdout.strip()
     # DVC keeps each experiment as refs/exps/<baseline[:2]>/<baseline[2:]>/<name>.
-    refs = _git(root, "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps/")
+    refs = git(root, "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps/")
     found = dict(line.split() for line in refs.stdout.splitlines())
     matches = [commit for ref, commit in found.items() if ref.endswith(f"/{rev}")]
     if len(matches) > 1:  # one per baseline: HEAD's, as DVC itself prefers
-        head = _git(root, "rev-parse", "HEAD").stdout.strip()
+        head = git(root, "rev-parse", "HEAD").stdout.strip()
         matches = [c for ref, c in found.items() if ref == _experiment_ref(head, rev)] or matches
     if len(matches) == 1:
         return matches[0]
@@ -103,7 +99,7 @@ def _experiment_ref(baseline: str, name: str) -> str:
 
 def read_at(root: Path, commit: str, path: str) -> str | None:
     """A file's text at a commit; None when the commit does not hold it."""
-    shown = _git(root, "show", f"{commit}:{path}")
+    shown = git(root, "show", f"{commit}:{path}")
     return shown.stdout if shown.returncode == 0 else None
 
 
@@ -362,14 +358,14 @@ def measure(root: Path, seeds: Sequence[int]) -> list[str]:
             "changes, HEAD's committed metrics do not; commit them with their `dvc repro` "
             "results (or stash them), then measure"
         )
-    head = _git(root, "rev-parse", "HEAD").stdout.strip()
+    head = git(root, "rev-parse", "HEAD").stdout.strip()
     names = []
     for seed in seeds:
         name = EXPERIMENT.format(seed=seed)
         # A measurement made before at this commit is replaced (DVC refuses a name twice per
         # baseline). Not `--force`, which would re-run every stage, fetch included: unchanged
         # stages are skipped, and DVC's run cache restores a seed already trained.
-        _git(root, "update-ref", "-d", _experiment_ref(head, name))
+        git(root, "update-ref", "-d", _experiment_ref(head, name))
         print(f"noise: seed {seed}: dvc exp run --temp (experiment {name})", file=sys.stderr)
         cmd = ["dvc", "exp", "run", "--temp", "--name", name, "-S", f"seed={seed}"]
         done = subprocess.run(cmd, cwd=root, check=False)

@@ -172,10 +172,14 @@ def load(path: str | os.PathLike[str] = "params.yaml") -> Params:
     try:
         raw = parse(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ParamsError(f"{path}: not valid YAML{where}; fix the syntax") from None
+        raise ParamsError(f"{path}: {syntax_error(exc)}") from None
     return validate(raw, str(path))
+
+
+def syntax_error(exc: yaml.YAMLError) -> str:
+    """'not valid YAML at line 3; fix the syntax': what `parse` refused, and where."""
+    mark = getattr(exc, "problem_mark", None)
+    return f"not valid YAML{f' at line {mark.line + 1}' if mark else ''}; fix the syntax"
 
 
 def validate(raw: Any, where: str) -> Params:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import sys
 
 from wardrobe.errors import WardrobeError
 
@@ -28,8 +29,6 @@ def require_free_port(port: int, what: str, variable: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     """`python -m wardrobe.ports PORT WHAT VARIABLE`: exit 1 with the line on stdout when the
     port is not free (tools/stack.sh checks its ports with it)."""
-    import sys
-
     port, what, variable = sys.argv[1:] if argv is None else argv
     try:
         require_free_port(int(port), what, variable)

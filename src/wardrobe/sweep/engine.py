@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -32,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from wardrobe.errors import WardrobeError
-from wardrobe.fsio import write_json
-from wardrobe.gitstate import PIPELINE, changed, head
+from wardrobe.fsio import write_json, write_secret
+from wardrobe.gitstate import PIPELINE, changed, git, head
 from wardrobe.processes import environment_tool
 from wardrobe.sweep.spec import Sweep
 from wardrobe.sweep.trial import Outcome, Trial, run_trial
@@ -55,10 +54,6 @@ HEADLINE = (
 
 class SweepRunError(WardrobeError):
     """A sweep that cannot start: the line says why and what to do."""
-
-
-def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
 
 
 def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -103,12 +98,7 @@ def local_place(root: Path) -> Place:
     the project's store, not into a clone)."""
     from wardrobe.tracking.store import configure
 
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        uri = configure()
-    finally:
-        os.chdir(cwd)
+    uri = configure(root=root)
     cache = _dvc(root, "cache", "dir")
     if cache.returncode != 0:
         raise SweepRunError(f"dvc cache dir failed: {_last_line(cache)}")
@@ -118,20 +108,20 @@ def local_place(root: Path) -> Place:
 def cluster_place(root: Path, address: str, commit: str) -> Place:
     """A cluster: the git remote `origin` must hold the commit, and the DVC remote the
     commit's outputs (pushed here first, with the run cache)."""
-    url = _git(root, "remote", "get-url", "origin")
+    url = git(root, "remote", "get-url", "origin")
     if url.returncode != 0:
         raise SweepRunError(
             "the project has no git remote origin: a cluster's nodes clone the sweep's commit "
             "from it; add one (git remote add origin URL) and push the commit"
         )
     remote = url.stdout.strip()
-    fetched = _git(root, "fetch", "-q", "origin")
+    fetched = git(root, "fetch", "-q", "origin")
     if fetched.returncode != 0:
         raise SweepRunError(
             f"the git remote origin ({remote}) is unreachable: {_last_line(fetched)}; fix the "
             "URL (git remote set-url origin URL) or the network"
         )
-    if not _git(root, "branch", "-r", "--contains", commit).stdout.strip():
+    if not git(root, "branch", "-r", "--contains", commit).stdout.strip():
         raise SweepRunError(
             f"commit {commit[:7]} is not on the git remote origin ({remote}): the nodes clone "
             "it from there; git push it first"
@@ -168,11 +158,7 @@ def ray_token(root: Path) -> None:
     if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
         return
     path = root / STATE / "ray-token"
-    if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32))
+    write_secret(path)
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from wardrobe.errors import WardrobeError
-from wardrobe.params import Params, parse, validate
+from wardrobe.params import Params, parse, syntax_error, validate
 
 NAME = re.compile(r"[a-z0-9][a-z0-9-]*")  # a sweep's name: part of every experiment's name
 LABEL = re.compile(r"[a-z0-9_]+")  # an axis's name in a point's name
@@ -153,9 +153,7 @@ def load(path: str | Path, params_path: str | Path = "params.yaml") -> Sweep:
             f"{where}: not found; name a sweep file (e.g. sweeps/claims.yaml)"
         ) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise SweepError(f"{where}: not valid YAML{at}; fix the syntax") from None
+        raise SweepError(f"{where}: {syntax_error(exc)}") from None
     if not isinstance(raw, dict):
         raise SweepError(f"{where}: must be a mapping with name: and grid:")
     unknown = sorted(set(raw) - {"name", "set", "grid"})

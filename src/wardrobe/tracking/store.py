@@ -228,13 +228,14 @@ def _sqlite_file_lock(uri: str) -> Iterator[None]:
         yield
 
 
-def configure(experiment: str | None = None) -> str:
-    """Point MLflow at the project's store and experiment, tagged as model training (the UI
-    opens it on its training runs, not on the GenAI overview); return the tracking URI."""
+def configure(experiment: str | None = None, root: Path | None = None) -> str:
+    """Point MLflow at the project's store and experiment (the project at `root`, by default
+    the one the working directory is in), tagged as model training (the UI opens it on its
+    training runs, not on the GenAI overview); return the tracking URI."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    root = project_root()
+    root = root or project_root()
     uri = check_store(tracking_uri(root))
     mlflow.set_tracking_uri(uri)
     name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
