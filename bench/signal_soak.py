@@ -34,6 +34,7 @@ training loop within 5 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -213,7 +214,9 @@ def in_process(trials: int, rng: random.Random) -> dict[str, int]:
             counts["interrupted"] += 1
         except Exception:  # C code that the interrupt cut short raised instead
             counts["other"] += 1
-        time.sleep(0.1)  # a redelivered signal of this trial arrives here, if at all
+        processes.interrupt_reached()  # as the stage's runner says it, ending the repeats
+        with contextlib.suppress(KeyboardInterrupt):
+            time.sleep(0.1)  # a repeat sent as this trial's interrupt arrived lands here
     return counts
 
 

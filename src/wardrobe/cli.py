@@ -122,6 +122,7 @@ def _interrupted(name: str) -> NoReturn:
         if os.environ.get("DVC_STAGE")
         else "its outputs were left as they were"
     )
+    processes.interrupt_reached()
     print(f"{name}: interrupted; {restore}", file=sys.stderr)
     _exit(130)
 

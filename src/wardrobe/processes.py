@@ -142,22 +142,26 @@ def die_with_parent() -> None:
 def handle_interrupts() -> None:
     """Make Ctrl-C and SIGTERM end the main thread's work with a KeyboardInterrupt, every time.
 
-    Python runs a signal's handler in the main thread at its next bytecode, wherever that is;
-    when it is a finalizer (TensorFlow frees a finished epoch's functions and dataset iterator
-    in `__del__` methods as the next epoch starts), the KeyboardInterrupt the handler raises
-    is reported to `sys.unraisablehook` and dropped: the stage would train on. So:
-    - a KeyboardInterrupt dropped that way is delivered again, by the same signal, a moment
-      later (`_redeliver`), until it lands in code that can raise;
-    - a signal that comes while an interrupt is being handled (the process group's Ctrl-C
-      after a SIGTERM, the parent's death signal) does not cut that clean-up short, and a
-      signal after a lost one interrupts as the first should have: no signal is ignored.
+    Python runs a signal's handler in the main thread at its next bytecode, wherever that is,
+    and the KeyboardInterrupt it raises can be lost there: in a finalizer (TensorFlow frees
+    an epoch's functions and dataset iterator in `__del__` methods as the next epoch starts),
+    Python drops it (`sys.unraisablehook`); in a Python callback of C code that clears errors
+    (an attribute or dictionary lookup inside an extension), it vanishes without a word. The
+    stage would train on. So:
+    - the interrupt is sent again, by the same signal, every `RESEND_S`, until the code that
+      handles it says it has it (`interrupt_reached`, which `cli.run_stage` calls);
+    - a signal that comes while an interrupt is being handled (those repeats, the process
+      group's Ctrl-C after a SIGTERM, the parent's death signal) does not cut that clean-up
+      short, and a signal after one that code caught and went on from interrupts again:
+      no signal is ignored;
+    - an interrupt a finalizer dropped is not printed as an error (it comes again).
     """
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt)
-    if sys.unraisablehook is not _redeliver:
+    if sys.unraisablehook is not _dropped:
         global _unraisable_before
         _unraisable_before = sys.unraisablehook
-        sys.unraisablehook = _redeliver
+        sys.unraisablehook = _dropped
 
 
 def interrupted() -> str | None:
@@ -165,9 +169,18 @@ def interrupted() -> str | None:
     return _received
 
 
+def interrupt_reached() -> None:
+    """The interrupt has reached the code that ends the work: stop sending it again."""
+    global _resending
+    if _resending is not None:
+        _resending.set()
+        _resending = None
+
+
 _received: str | None = None
+_resending: threading.Event | None = None  # set to stop the thread that sends it again
 _unraisable_before = sys.__unraisablehook__
-REDELIVER_S = 0.01
+RESEND_S = 0.5
 
 
 def _handling_interrupt() -> bool:
@@ -184,24 +197,30 @@ def _handling_interrupt() -> bool:
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    global _received
+    global _received, _resending
     _received = _received or signal.Signals(signum).name
-    if not _handling_interrupt():
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+    if _handling_interrupt():
+        return
+    if _resending is None:
+        _resending = stop = threading.Event()
+
+        def resend() -> None:
+            while not stop.wait(RESEND_S):
+                log.debug("%s not reached yet; sending it again", signal.Signals(signum).name)
+                os.kill(os.getpid(), signum)
+
+        threading.Thread(target=resend, name="wardrobe-interrupt", daemon=True).start()
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _redeliver(unraisable: Any) -> None:
-    """sys.unraisablehook: an interrupt a finalizer dropped is sent again, from a timer
-    thread, so that the handler runs once the finalizer has returned. Anything else goes
-    to the hook that was there before."""
+def _dropped(unraisable: Any) -> None:
+    """sys.unraisablehook: an interrupt a finalizer dropped is logged at DEBUG (it is sent
+    again); anything else goes to the hook that was there before."""
     name = str(unraisable.exc_value) if isinstance(unraisable.exc_value, KeyboardInterrupt) else ""
     if name not in signal.Signals.__members__:
         _unraisable_before(unraisable)
         return
-    log.debug("%s landed in %r, which cannot raise; sending it again", name, unraisable.object)
-    timer = threading.Timer(REDELIVER_S, os.kill, (os.getpid(), signal.Signals[name]))
-    timer.daemon = True
-    timer.start()
+    log.debug("%s landed in %r, which cannot raise; it comes again", name, unraisable.object)
 
 
 @contextlib.contextmanager
