@@ -36,6 +36,7 @@ from wardrobe.metrics import (
     knn_radii,
     latent_statistics,
     mean_squared_error,
+    psd_sqrt,
 )
 from wardrobe.models.classifier import feature_model
 from wardrobe.params import EvaluateParams
@@ -66,6 +67,7 @@ class Scorer:
 
     def __post_init__(self) -> None:
         self.reference = gaussian_fit(self.real)
+        self.reference_root = psd_sqrt(self.reference[1])
         self.radii = knn_radii(self.real)
         self.rng = np.random.default_rng([self.seed, 1])
 
@@ -79,7 +81,7 @@ class Scorer:
 
     def distance(self, features: np.ndarray) -> float:
         """Frechet distance between features and the reference features."""
-        return frechet_distance(*gaussian_fit(features), *self.reference)
+        return frechet_distance(*self.reference, *gaussian_fit(features), self.reference_root)
 
     def generation_quality(self, generated: np.ndarray) -> dict[str, Any]:
         """Frechet distance to the reference features; how confidently the classifier
