@@ -34,6 +34,7 @@ from wardrobe.errors import WardrobeError
 from wardrobe.fsio import write_json, write_secret
 from wardrobe.gitstate import PIPELINE, changed, git, head
 from wardrobe.processes import environment_tool
+from wardrobe.sweep.order import stage_params, waits
 from wardrobe.sweep.spec import Sweep
 from wardrobe.sweep.trial import Outcome, Trial, run_trial
 from wardrobe.tracking.runs import flatten
@@ -208,25 +209,31 @@ def _progress(ray: Any) -> Any:
             events, self.events = self.events, []
             return events
 
-    return Progress.remote()
+    # On the driver's own node: a worker node that dies takes its trials, not the progress.
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return Progress.options(scheduling_strategy=here).remote()
 
 
 def say(line: str) -> None:
     print(f"sweep: {line}", file=sys.stderr, flush=True)
 
 
-def schedule(ray: Any, trials: Sequence[Trial], parallel: int) -> list[Outcome]:
-    """Run the trials, at most `parallel` at once, the first alone: it runs (or restores) the
-    stages every point shares, so that the others restore them from the run cache instead of
-    computing them at the same time. (Two trials that commit the same output into one DVC
-    cache at once can fail: DVC finds the object it is writing not yet in the cache and asks
-    before removing the file.) Print a line as each trial starts and ends."""
+def schedule(
+    ray: Any, trials: Sequence[Trial], parallel: int, waits: Mapping[str, set[str]]
+) -> list[Outcome]:
+    """Run the trials, at most `parallel` at once, each once the points it waits for have
+    finished (`order.waits`: the earlier points that first compute one of its stages, which
+    it then restores from the run cache). Print a line as each trial starts and ends."""
     task, progress = _task(ray), _progress(ray)
     waiting, running, outcomes = list(trials), {}, []
+    finished: set[str] = set()
     starts: dict[str, float] = {}
     while waiting or running:
-        while waiting and len(running) < (parallel if outcomes else 1):
-            trial = waiting.pop(0)
+        ready = [t for t in waiting if waits.get(t.point, set()) <= finished]
+        for trial in ready[: max(0, parallel - len(running))]:
+            waiting.remove(trial)
             running[task.remote(trial, progress)] = trial
         done, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
         for point, node in ray.get(progress.drain.remote()):
@@ -241,6 +248,7 @@ def schedule(ray: Any, trials: Sequence[Trial], parallel: int) -> list[Outcome]:
                 line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 outcome = Outcome(trial.point, "-", 0.0, "failed", line)
             outcomes.append(outcome)
+            finished.add(trial.point)
             if outcome.status == "done":
                 ran = ", ".join(outcome.ran) or "nothing: every stage from the caches"
                 say(f"{outcome.point} done on node {outcome.node} in {outcome.seconds:.0f} s "
@@ -293,7 +301,8 @@ def run(
         where = f"on {address}" if address else f"on this machine, {parallel} at once"
         say(f"{len(trials)} points of {sweep.path} at commit {commit[:7]}, {where}")
         start = time.perf_counter()
-        outcomes = schedule(ray, trials, parallel)
+        order = waits(sweep.points, stage_params(root / "dvc.yaml"))
+        outcomes = schedule(ray, trials, parallel, order)
     finally:
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -1,0 +1,89 @@
+"""Which points of a sweep wait for which: a point starts once every earlier point that first
+computes one of its stages has finished, so that it restores that stage from the run cache
+instead of computing it at the same time.
+
+Two trials that compute the same stage at once both commit its outputs into the one DVC cache,
+and one can fail: DVC finds the object the other is writing not yet in the cache and asks
+before removing the file ("unable to remove ... without a confirmation"). And the second
+computation is wasted work. A stage of a point is the same as another point's when the params
+it reads, and those its upstream stages read, have the same values in both (the code and the
+data are the sweep's commit's): on a grid of β x latent size, every point shares the data
+stages with the first, and the AE with the first point of its latent size.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wardrobe.sweep.spec import Point
+
+
+def stage_params(dvc_yaml: Path) -> dict[str, tuple[str, ...]]:
+    """Each stage's params entries (`ae`, `preprocess.limit_train`, `seed`), those of the
+    stages upstream of it included: a stage is upstream when one of its outputs is a dep."""
+    stages: Mapping[str, Any] = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    own = {name: _entries(stage.get("params", [])) for name, stage in stages.items()}
+    outs = {name: _paths(stage) for name, stage in stages.items()}
+
+    def upstream(name: str, seen: set[str]) -> set[str]:
+        for dep in stages[name].get("deps", []):
+            for other, paths in outs.items():
+                if other not in seen and any(_within(dep, p) for p in paths):
+                    seen.add(other)
+                    upstream(other, seen)
+        return seen
+
+    return {
+        name: tuple(sorted({e for s in {name} | upstream(name, set()) for e in own[s]}))
+        for name in stages
+    }
+
+
+def waits(points: Sequence[Point], stages: Mapping[str, Sequence[str]]) -> dict[str, set[str]]:
+    """For each point, the earlier points it waits for: the first point with each of its
+    stages (the same params for that stage and upstream), where that is another point."""
+    first: dict[tuple[str, str], str] = {}
+    found: dict[str, set[str]] = {}
+    for point in points:
+        found[point.name] = set()
+        for stage, entries in stages.items():
+            read = {k: v for k, v in point.values.items() if any(_reads(e, k) for e in entries)}
+            owner = first.setdefault((stage, json.dumps(read, sort_keys=True)), point.name)
+            if owner != point.name:
+                found[point.name].add(owner)
+    return found
+
+
+def _entries(params: Sequence[Any]) -> list[str]:
+    """dvc.yaml's `params:` list: keys of params.yaml, or {file: [keys]} mappings."""
+    entries: list[str] = []
+    for item in params:
+        if isinstance(item, str):
+            entries.append(item)
+        elif isinstance(item, Mapping):
+            for keys in item.values():
+                entries.extend(keys or [])
+    return entries
+
+
+def _paths(stage: Mapping[str, Any]) -> list[str]:
+    return [
+        next(iter(out)) if isinstance(out, Mapping) else str(out)
+        for kind in ("outs", "metrics", "plots")
+        for out in stage.get(kind, [])
+    ]
+
+
+def _within(dep: str, out: str) -> bool:
+    dep, out = dep.rstrip("/"), out.rstrip("/")
+    return dep == out or dep.startswith(f"{out}/") or out.startswith(f"{dep}/")
+
+
+def _reads(entry: str, key: str) -> bool:
+    """Whether the params entry `entry` (a section or a key) covers the dotted key."""
+    return key == entry or key.startswith(f"{entry}.")
