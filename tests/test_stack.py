@@ -5,114 +5,29 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import (
+    PORT_NAMES,
     QUICK_RUN,
-    ROOT,
     VENV_BIN,
+    Stack,
     commit,
     dvc,
-    project_repo,
+    free,
     ran_stages,
     repo_env,
     write_params,
 )
 
 pytestmark = pytest.mark.slow
-
-PORT_NAMES = ("PG", "S3", "MLFLOW")  # SeaweedFS' own ports are in its network namespace
-
-
-def free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def stack_ports() -> dict[str, str]:
-    """STACK_*_PORT variables: free ports on 127.0.0.1."""
-    ports: dict[str, str] = {}
-    while len(ports) < len(PORT_NAMES):
-        port = random.randrange(20000, 30000)
-        if free(port) and str(port) not in ports.values():
-            ports[f"STACK_{PORT_NAMES[len(ports)]}_PORT"] = str(port)
-    return ports
-
-
-class Stack:
-    """tools/stack.sh of a project copy, its state in `state`, on ports of its own."""
-
-    def __init__(self, repo: Path, state: Path, **extra: str) -> None:
-        self.repo, self.state = repo, state
-        settings = {"STACK_DIR": str(state), "VENV": str(VENV_BIN.parent), **extra}
-        self.env = repo_env(repo, {**stack_ports(), **settings})
-
-    def run(self, action: str, **extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["bash", "tools/stack.sh", action], cwd=self.repo, env={**self.env, **extra},
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-
-    @property
-    def client_env(self) -> dict[str, str]:
-        """The variables `.stack/env` exports."""
-        lines = (self.state / "env").read_text().splitlines()
-        exports = [line.removeprefix("export ") for line in lines if line.startswith("export ")]
-        return dict(line.split("=", 1) for line in exports)
-
-    @property
-    def tracking(self) -> dict[str, str]:
-        """The server's URL and login, as `.stack/env` exports them."""
-        return {k: v for k, v in self.client_env.items() if k.startswith("MLFLOW_TRACKING_")}
-
-    @property
-    def keys(self) -> dict[str, str]:
-        """The S3 store's keys and endpoint, as `.stack/env` exports them."""
-        names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
-        return {k: self.client_env[k] for k in names}
-
-    @property
-    def secrets(self) -> dict[str, str]:
-        """The generated credentials in `<state>/secrets`."""
-        lines = (self.state / "secrets").read_text().splitlines()
-        return dict(line.split("=", 1) for line in lines if "=" in line)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[Stack]:
-    """The stack of a project copy, its state in a directory the postgres user can reach
-    (pytest's own are private to root); this process's MLflow clients log in to its server."""
-    if not Path("/usr/lib/postgresql/15/bin/initdb").exists():
-        pytest.fail("PostgreSQL 15 is missing: make test installs it (apt-get install postgresql)")
-    repo = project_repo(tmp_path_factory.mktemp("stack") / "project")
-    state = Path(tempfile.mkdtemp(prefix="wardrobe-stack-"))
-    os.chmod(state, 0o755)
-    started = Stack(repo, state)
-    up = started.run("up")
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        with pytest.MonkeyPatch.context() as patch:
-            for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-                patch.setenv(key, started.client_env[key])
-            yield started
-    finally:
-        started.run("down")
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def s3_keys(stack: Stack, bucket: str) -> list[str]:
@@ -147,8 +62,26 @@ def log_a_run(stack: Stack) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+def postgres(stack: Stack, query: str) -> str:
+    """A query to the stack's MLflow database, as its user with its password (not through
+    MLflow), over TCP on the stack's port."""
+    done = subprocess.run(
+        ["/usr/lib/postgresql/15/bin/psql", "-w", "-h", "127.0.0.1", "-p",
+         stack.env["STACK_PG_PORT"], "-U", "wardrobe", "-d", "mlflow", "-tAc", query],
+        env={**stack.env, "PGPASSWORD": stack.secrets["PG_PASSWORD"]},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def test_the_stack_tracks_runs_in_postgres_with_artifacts_in_s3(stack):
     run_id = log_a_run(stack)
+    # the run's row and metric are in PostgreSQL's tables, where the server wrote them
+    assert postgres(stack, f"select status from runs where run_uuid = '{run_id}'") == "FINISHED"
+    assert (
+        postgres(stack, f"select key, value from metrics where run_uuid = '{run_id}'") == "m|1.5"
+    )
     assert any(key.endswith(f"{run_id}/artifacts/hello.txt") for key in s3_keys(stack, "mlflow"))
     status = stack.run("status")
     assert status.stdout.splitlines() == [
@@ -364,7 +297,10 @@ def test_a_taken_port_stops_up_with_one_line(stack):
 
 def test_a_state_directory_postgres_cannot_reach_is_one_line(stack, tmp_path):
     if os.geteuid() != 0:
-        pytest.skip("PostgreSQL runs as its own user only when the stack is started as root")
+        pytest.skip(
+            "the test needs root: PostgreSQL runs as its own user only when the stack is "
+            "started as root"
+        )
     result = Stack(stack.repo, tmp_path / "private").run("up")  # pytest's tmp is root's only
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
@@ -387,13 +323,6 @@ def test_the_stack_keeps_its_data_across_a_restart(stack):
         client.download_artifacts(run_id, "hello.txt", str(stack.state))
         and (stack.state / "hello.txt").read_text() == "hello"
     )
-
-
-def test_make_stack_is_the_documented_entry_point():
-    dry = subprocess.run(
-        ["make", "-n", "stack", "stack-down"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    assert "tools/stack.sh up" in dry and "tools/stack.sh down" in dry
 
 
 def test_the_pipeline_against_the_stack_and_a_fresh_clone_that_pulls(stack, tmp_path):
@@ -500,12 +429,23 @@ def test_queued_experiments_run_in_parallel_into_the_server(stack):
 
     client = mlflow.MlflowClient(tracking_uri=tracking["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("wardrobe").experiment_id
-    for name in names:
+    trainings = {}
+    for name, setting in names.items():
         runs = client.search_runs([experiment], f"tags.dvc_exp_name = '{name}'")
         by_name = {r.info.run_name: r for r in runs}
         assert len(runs) == 4 and set(by_name) == {"vae", "vae/eval", "ae/eval", "classifier/eval"}
         assert {r.info.status for r in runs} == {"FINISHED"}, name
         assert "test.generation.frechet_distance" in by_name["vae/eval"].data.metrics, name
+        # each experiment's run holds its own params, and trained that many epochs
+        epochs = setting.split("=")[1]
+        training = trainings[name] = by_name["vae"]
+        assert training.data.params["vae.epochs"] == epochs, name
+        history = client.get_metric_history(training.info.run_id, "val_total_loss")
+        assert [m.step for m in history] == list(range(1, int(epochs) + 1)), name
+    # and the two trainings ran at the same time
+    first, second = (t.info for t in trainings.values())
+    assert first.start_time < second.end_time and second.start_time < first.end_time, (
+        first, second)  # fmt: skip
 
 
 def test_a_server_stopped_mid_training_fails_the_stage_with_one_line(stack):
@@ -683,9 +623,12 @@ def test_s3_stopped_during_a_push_is_one_line_and_a_rerun_sends_the_rest(stack, 
     finally:
         up = stack.run("up")
     assert up.returncode == 0, up.stdout + up.stderr
+    landed = len(s3_keys(stack, "dvc")) - before  # kept across the store's restart
+    assert 5 <= landed < 61, landed
     again = wardrobe_remote(repo, "push", "blobs", env=stack.keys)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert 0 < int(again.stdout.split()[0]) < 61, again.stdout  # "N files pushed": the rest
+    # "N files pushed": exactly the rest of the 60 files and the directory's manifest
+    assert int(again.stdout.split()[0]) == 61 - landed, (again.stdout, landed)
 
     clone = clone_with_remote(stack, tmp_path / "clone")
     keys = stack.keys

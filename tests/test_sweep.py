@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, commit, dvc, project_repo, repo_env, write_params
+from conftest import ROOT, TINY_RUN, commit, dvc, project_repo, repo_env, write_params
 from wardrobe.errors import ParamsError
 from wardrobe.sweep import spec
 
@@ -112,14 +112,32 @@ def sweep_cli(repo: Path, *args: str, timeout: int = 900) -> subprocess.Complete
     )  # fmt: skip
 
 
-# A pipeline of seconds per stage on the real data: 10 images a split, one epoch each.
-TINY_RUN = {
-    "preprocess": {"limit_train": 10, "limit_test": 10},
-    "ae": {"epochs": 1}, "vae": {"epochs": 1},
-    "classifier": {"epochs": 1, "min_accuracy": 0.0},
-    "evaluate": {"generated": 6},
-    "plots": {"reconstructions": 2, "scatter_points": 10, "samples": 2, "grid_size": 2, "dpi": 20},
-}  # fmt: skip
+def test_a_point_waits_for_the_earlier_points_that_first_compute_its_stages(tmp_path):
+    """On β x latent size: the first point computes the data stages every point shares, the
+    first point of each latent size its AE; the others wait for those, and only for those."""
+    from wardrobe.sweep.order import stage_params, waits
+
+    stages = stage_params(ROOT / "dvc.yaml")
+    assert set(stages["train_vae"]) >= {"vae", "seed", "preprocess", "data"}
+    assert "vae" not in stages["train_ae"] and "ae" in stages["evaluate"]
+    grid = "  vae.beta: [5, 50, 500]\n  z:\n    keys: [ae.latent_dim, vae.latent_dim]\n"
+    path = write_sweep(tmp_path, f"name: g\ngrid:\n{grid}    values: [2, 8]\n")
+    points = spec.load(path, ROOT / "params.yaml").points
+    found = waits(points, stages)
+    assert found == {
+        "g-beta5-z2": set(),
+        "g-beta5-z8": {"g-beta5-z2"},  # the data
+        "g-beta50-z2": {"g-beta5-z2"},  # the data and the AE of z = 2
+        "g-beta50-z8": {"g-beta5-z2", "g-beta5-z8"},  # the data; the AE of z = 8
+        "g-beta500-z2": {"g-beta5-z2"},
+        "g-beta500-z8": {"g-beta5-z2", "g-beta5-z8"},
+    }
+    # a point with other data waits for no one; one with other splits, for the fetch
+    data = spec.Point("g-retries", {"data.retries": 1})
+    splits = spec.Point("g-limit", {"preprocess.limit_train": 100})
+    assert waits([points[0], data, splits], stages) == {
+        "g-beta5-z2": set(), "g-retries": set(), "g-limit": {"g-beta5-z2"},
+    }  # fmt: skip
 
 
 POINTS = ("t-beta7", "t-beta3000", "t-beta50")

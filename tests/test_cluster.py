@@ -1,0 +1,279 @@
+"""Sweeps on a Ray cluster: `make cluster` (a head and two worker nodes, each its own processes
+on 127.0.0.1, token auth), a bare git repository as the project's origin, the team stack's S3
+store as the DVC remote and its MLflow server as the tracking store. One sweep of four tiny
+points, during which the worker node running a trial's training is killed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import (
+    MAKE_IN_COPY,
+    TINY_RUN,
+    VENV_BIN,
+    Stack,
+    commit,
+    dvc,
+    free_port,
+    project_repo,
+    repo_env,
+    write_params,
+)
+
+pytestmark = pytest.mark.slow
+
+SWEEP = """name: c
+grid:
+  vae.beta: [7, 3000]
+  z:
+    keys: [ae.latent_dim, vae.latent_dim]
+    values: [2, 3]
+"""
+POINTS = ("c-beta7-z2", "c-beta7-z3", "c-beta3000-z2", "c-beta3000-z3")
+KILLED = "c-beta3000-z2"  # starts with c-beta7-z3, once c-beta7-z2 has computed the data
+GONE_WITHIN_S = 30  # what the dead node's trial started, after the node died
+
+
+def processes() -> dict[int, tuple[str, str]]:
+    """pid -> (command line, working directory) of every process that can be read."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+                found[int(entry)] = (
+                    cmdline.decode(errors="replace"),
+                    os.readlink(f"/proc/{entry}/cwd"),
+                )
+            except OSError:
+                continue
+    return found
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def kill_node(node: str) -> list[int]:
+    """SIGKILL a worker node as a machine that loses power would lose it: its raylet, the
+    Ray workers it started and its agents (those naming its node id). What the trial started
+    (git, dvc, the stage) is left to stop by itself."""
+    ours = [pid for pid, (cmd, _) in processes().items()
+            if f"--node_id={node}" in cmd or f"--node-id={node}" in cmd]  # fmt: skip
+    raylets = [pid for pid in ours if "raylet" in processes().get(pid, ("", ""))[0]]
+    assert raylets, f"no raylet of node {node}"
+    targets = set(ours) | {c for r in raylets for c in children(r)}
+    for pid in targets:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return sorted(targets)
+
+
+@pytest.fixture(scope="module")
+def cluster(stack: Stack, tmp_path_factory):
+    """`make cluster` (WORKERS=2) in a project copy, its nodes started with the stack's client
+    settings in their environment (S3 keys, the MLflow login), as a real node's would hold
+    them; yields (the project, the client environment of `.cluster/env` and the stack's)."""
+    work = tmp_path_factory.mktemp("cluster")
+    repo = project_repo(work / "project")
+    state = work / "state"
+    settings = {"CLUSTER_DIR": str(state), "CLUSTER_PORT": str(free_port()), "WORKERS": "2"}
+    env = repo_env(repo, {**stack.client_env, **settings})
+    make = [*MAKE_IN_COPY, "-o", f"{VENV_BIN.parent}/.sweep-installed"]
+    up = subprocess.run([*make, "cluster"], cwd=repo, env=env, capture_output=True, text=True,
+                        timeout=300)  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        exports = [line.removeprefix("export ") for line in (state / "env").read_text().split("\n")
+                   if line.startswith("export ")]  # fmt: skip
+        client = {**stack.client_env, **dict(line.split("=", 1) for line in exports)}
+        assert client["RAY_AUTH_MODE"] == "token" and Path(client["RAY_AUTH_TOKEN_PATH"]).is_file()
+        yield repo, client
+    finally:
+        down = subprocess.run([*make, "cluster-down"], cwd=repo, env=env, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+    assert down.returncode == 0 and "cluster: stopped" in down.stderr, down.stderr
+    token = client["RAY_AUTH_TOKEN_PATH"].encode()
+    left = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+            if token in _environ(pid)]  # fmt: skip
+    assert left == [], f"make cluster-down left {left}"
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
+
+
+@pytest.fixture(scope="module")
+def swept(cluster, tmp_path_factory):
+    """The sweep run against the cluster from a project whose origin is a bare repository and
+    whose DVC remote is the stack's S3 store. When KILLED's training has started, its node is
+    killed. Yields the project, the client environment, the sweep's exit status and stderr,
+    the killed node and what its trial had started."""
+    repo, client = cluster
+    origin = tmp_path_factory.mktemp("origin") / "wardrobe.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(origin)], check=True)
+    write_params(repo, repo / "params.yaml", **TINY_RUN)
+    (repo / "sweeps" / "c.yaml").write_text(SWEEP)
+    commit(repo, "a tiny pipeline and its cluster sweep")
+    for command in (["git", "remote", "add", "origin", str(origin)],
+                    ["git", "push", "-q", "origin", "main"]):  # fmt: skip
+        subprocess.run(command, cwd=repo, check=True, capture_output=True)
+    added = dvc(repo, "remote", "add", "--local", "-d", "stack", "s3://dvc/", env=client)
+    assert added.returncode == 0, added.stderr
+
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "wardrobe.sweep", "run", "sweeps/c.yaml"], cwd=repo,
+        env=repo_env(repo, client), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(sweep.stderr), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 900
+    node = None
+    while node is None:
+        assert sweep.poll() is None and time.monotonic() < deadline, "".join(lines)
+        started = [x for x in lines if x.startswith(f"sweep: {KILLED} started on node ")]
+        node = started[0].split()[-1] if started else None
+        time.sleep(0.1)
+    started_by_trial: dict[int, tuple[str, str]] = {}
+    while not started_by_trial:  # its VAE's training: the stage DVC runs in the trial's clone
+        assert sweep.poll() is None and time.monotonic() < deadline, "".join(lines)
+        started_by_trial = {
+            pid: p for pid, p in processes().items()
+            if "pipeline/train_vae.py" in p[0] and f"/{KILLED}-" in p[1]
+        }  # fmt: skip
+        time.sleep(0.05)
+    clone = next(iter(started_by_trial.values()))[1]
+    killed = kill_node(node)
+    died = time.monotonic()
+    left = {}
+    while time.monotonic() - died < GONE_WITHIN_S:
+        left = {pid: p for pid, p in processes().items()
+                if pid not in killed and p[1].startswith(clone)}  # fmt: skip
+        if not left:
+            break
+        time.sleep(0.5)
+    stdout, _ = sweep.communicate(timeout=max(1, deadline - time.monotonic()))
+    reader.join(timeout=10)
+    return {"repo": repo, "client": client, "returncode": sweep.returncode, "stdout": stdout,
+            "stderr": "".join(lines), "node": node, "left": left,
+            "gone_s": time.monotonic() - died if left else None}  # fmt: skip
+
+
+def test_a_cluster_sweep_runs_on_two_nodes_and_survives_a_dead_one(swept):
+    """Every point done, on at least two nodes; the trial of the killed node started again on
+    another and finished; nothing its first attempt started kept running."""
+    stderr = swept["stderr"]
+    assert swept["returncode"] == 0, stderr[-4000:]
+    assert swept["left"] == {}, (
+        f"still running {GONE_WITHIN_S} s after its node died: {swept['left']}"
+    )
+    results = json.loads((swept["repo"] / "reports" / "sweeps" / "c.json").read_text())
+    points = {p["point"]: p for p in results["points"]}
+    assert set(points) == set(POINTS) and len(results["points"]) == len(POINTS)  # none twice
+    assert all(p["status"] == "done" for p in points.values()), points
+    nodes = {p["node"] for p in points.values()}
+    assert len(nodes | {swept["node"]}) >= 2, nodes
+    again = [
+        x for x in stderr.splitlines() if x.startswith(f"sweep: {KILLED} started again on node ")
+    ]
+    assert again and again[0].split()[-1] != swept["node"], stderr[-4000:]
+    assert points[KILLED]["node"] != swept["node"]
+    # the shared run cache: the data once, each latent size's AE once
+    assert (
+        "train_ae" in points["c-beta7-z2"]["ran"] and "preprocess" in points["c-beta7-z2"]["ran"]
+    )
+    assert "train_ae" not in points["c-beta3000-z2"]["ran"]
+    assert (
+        "train_ae" in points["c-beta7-z3"]["ran"]
+        and "train_ae" not in points["c-beta3000-z3"]["ran"]
+    )
+    for point in POINTS[1:]:
+        assert "preprocess" not in points[point]["ran"], (point, points[point]["ran"])
+
+
+def test_each_point_has_one_finished_set_of_runs_in_the_server(swept):
+    """One FINISHED VAE run and its evaluations per point in the stack's MLflow server; the
+    killed attempt's run ended KILLED or FAILED, not FINISHED and not RUNNING."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=swept["client"]["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("wardrobe").experiment_id
+    for point in POINTS:
+        runs = client.search_runs([experiment], f"tags.dvc_exp_name = '{point}'")
+        finished = [r.info.run_name for r in runs if r.info.status == "FINISHED"]
+        assert sorted(finished) == sorted(["vae", "vae/eval", "ae/eval", "classifier/eval",
+                                           *(["ae"] if "beta7" in point else []),
+                                           *(["classifier"] if point == POINTS[0] else [])]), (
+            point, finished)  # fmt: skip
+        others = {r.info.status for r in runs if r.info.status != "FINISHED"}
+        assert others <= ({"KILLED", "FAILED"} if point == KILLED else set()), (point, others)
+        assert all(r.data.tags.get("sweep") == "c" for r in runs), point
+    killed = client.search_runs([experiment], f"tags.dvc_exp_name = '{KILLED}'")
+    assert any(r.info.status in ("KILLED", "FAILED") for r in killed), [
+        r.info.status for r in killed
+    ]
+
+
+def test_a_fresh_clone_pulls_every_point_and_shows_its_metrics(swept, tmp_path):
+    clone = tmp_path / "clone"
+    origin = subprocess.run(["git", "remote", "get-url", "origin"], cwd=swept["repo"], text=True,
+                            capture_output=True, check=True).stdout.strip()  # fmt: skip
+    subprocess.run(["git", "clone", "-q", origin, str(clone)], check=True)
+    client = swept["client"]
+    assert (
+        dvc(clone, "remote", "add", "--local", "-d", "stack", "s3://dvc/", env=client).returncode
+        == 0
+    )
+    listed = dvc(clone, "exp", "list", "origin", "--name-only", env=client)
+    assert set(listed.stdout.split()) == set(POINTS), listed.stdout + listed.stderr
+    for point in POINTS:
+        pulled = dvc(clone, "exp", "pull", "origin", point, env=client)
+        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    shown = dvc(clone, "exp", "show", "--json", env=client)
+    assert shown.returncode == 0, shown.stderr
+    exps = {}
+    for baseline in json.loads(shown.stdout):
+        for exp in baseline.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                exps[rev.get("name")] = rev["data"]
+    assert set(POINTS) <= set(exps), sorted(exps)
+    for point in POINTS:
+        data = exps[point]
+        assert data["params"]["params.yaml"]["data"]["vae"]["beta"] == (
+            7 if "beta7" in point else 3000
+        )
+        metrics = data["metrics"]["reports/metrics.json"]["data"]
+        assert metrics["vae"]["test"]["bce"] > 0, point
+    applied = dvc(clone, "exp", "apply", KILLED, env=client)
+    assert applied.returncode == 0, applied.stderr
+    assert (clone / "models" / "vae" / "vae.keras").is_file()  # its outputs, from the S3 store
+
+
+def test_the_same_sweep_again_runs_nothing(swept):
+    again = subprocess.run(
+        [sys.executable, "-m", "wardrobe.sweep", "run", "sweeps/c.yaml"], cwd=swept["repo"],
+        env=repo_env(swept["repo"], swept["client"]), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    for point in POINTS:
+        assert (
+            f"sweep: {point} skipped: its experiment is already on the git remote" in again.stderr
+        )
+    assert "Running stage" not in again.stdout + again.stderr
