@@ -252,10 +252,10 @@ def test_the_ui_shows_runs_models_datasets_and_comparisons_in_a_browser(
 
 
 @pytest.mark.slow
-def test_the_reports_open_in_a_browser_without_the_network(retrained, browser):
+def test_the_reports_open_in_a_browser_without_the_network(retrained_copy, browser):
     """The Data Docs show their results table and `dvc plots show` draws the loss curves with
     the browser offline: every script and style is a local, pinned copy."""
-    repo = retrained[0]
+    repo = retrained_copy
     template = ROOT / "tools" / "web-assets" / "dvc-plots.html"
     assert template.is_file(), "run `make setup`: it writes the dvc plots page template"
     configured = dvc(repo, "config", "--local", "plots.html_template", str(template))
@@ -297,8 +297,8 @@ def test_the_reports_open_in_a_browser_without_the_network(retrained, browser):
 
 
 @pytest.mark.slow
-def test_dvc_exp_run_tags_its_mlflow_runs_with_the_experiment_name(retrained):
-    repo = retrained[0]
+def test_dvc_exp_run_tags_its_mlflow_runs_with_the_experiment_name(retrained_copy):
+    repo = retrained_copy
     result = dvc(repo, "exp", "run", "-n", "beta-1000", "-S", "vae.beta=1000")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert ran_stages(result.stdout) == ["train_vae", "evaluate", "plots"]
@@ -318,12 +318,12 @@ def test_dvc_exp_run_tags_its_mlflow_runs_with_the_experiment_name(retrained):
 
 @pytest.mark.slow
 def test_an_evaluate_only_experiment_adds_evaluation_runs_and_leaves_the_training_runs(
-    retrained,
+    retrained_copy,
 ):
     """`dvc exp run -S evaluate.generated=…` after the default: per model, a second
     evaluation run of the same training run, with the other evaluate.generated; the training
     runs' metrics as they were."""
-    repo = retrained[0]
+    repo = retrained_copy
     client = client_for(repo)
     trained = {
         model: json.loads((repo / "models" / model / "run.json").read_text())["run_id"]

@@ -132,3 +132,22 @@ def test_the_image_runs_the_pipeline_as_the_calling_user_without_a_network(image
     assert git.returncode == 0 and git.stderr == "", git.stderr
     assert set(git.stdout.split()) <= {"M", "dvc.lock", "reports/metrics.json",
                                        "reports/class_shares.json"}, git.stdout  # fmt: skip
+
+
+def test_the_image_runs_as_its_own_user_with_the_pinned_dependencies(image):
+    """By default the image runs as its unprivileged user, and what its venv holds is what
+    requirements.lock pins (the Makefile's set-up, run by the Dockerfile)."""
+
+    def run(*command: str) -> str:
+        done = subprocess.run(["docker", "run", "--rm", "--network", "none", image, *command],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert run("id", "-u").strip() == "1000"
+    installed = set(run("python", "-m", "pip", "freeze", "--exclude", "wardrobe").split())
+    pinned = {line for line in (ROOT / "requirements.lock").read_text().split() if "==" in line}
+    assert installed and installed <= pinned, sorted(installed - pinned)
+    assert {"tensorflow-cpu", "dvc", "mlflow", "great-expectations"} <= {
+        line.split("==")[0].lower().replace("_", "-") for line in installed
+    }

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -39,6 +38,7 @@ from conftest import (
 from wardrobe import processes
 from wardrobe.dataset import save_split
 from wardrobe.fsio import atomic_dir
+from wardrobe.tracking.store import TrackingError
 
 TRAIN_AE = ("--data", "data", "--checks", "checks/summary.json", "--out", "models/ae")
 EXIT_WITHIN_S = 30  # after a signal; a stage that hangs on exit fails here
@@ -243,6 +243,10 @@ def test_a_killed_trainings_run_and_staging_directory_are_cleaned_by_the_next(pr
     assert statuses(project) == ["RUNNING"]
     [staging] = leftovers(project / "models")
     assert staging.startswith(f".ae.{processes.host()}+{stage.process.pid}.")
+    # nothing published: no model directory, no registered model, no logged model named
+    assert [p.name for p in (project / "models").iterdir()] == [staging]
+    assert client_for(project).search_registered_models() == []
+    assert not (project / "models" / staging / "run.json").exists()
 
     write_params(project, project / "params.yaml", ae=QUICK)
     train(project, "ae")
@@ -308,27 +312,37 @@ def test_a_signal_that_lands_in_a_finalizer_is_delivered_again(tmp_path):
     assert "Exception ignored" not in result.stderr
 
 
-def test_a_signal_after_one_a_library_swallowed_still_interrupts(tmp_path):
-    """No signal is ever ignored: a second Ctrl-C interrupts after code that caught the
-    first and went on (the old handler ignored every signal after the first)."""
+def test_an_interrupt_a_library_swallowed_comes_again_until_it_is_reached(tmp_path):
+    """One SIGTERM, and code that catches the interrupt and goes on (C code that clears
+    errors does so silently): the interrupt comes again, every `RESEND_S`, until the code
+    that ends the work says it has it; then no more. (The old handler ignored every signal
+    after the first: that stage trained on.)"""
     code = (
         "import os, signal, time\n"
         "from wardrobe import processes\n"
         "processes.handle_interrupts()\n"
+        "for swallowed in range(3):\n"
+        "    try:\n"
+        "        if not swallowed: os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(5)\n"
+        "    except BaseException:\n"
+        "        print('swallowed', flush=True)  # a library that goes on\n"
+        "start = time.monotonic()\n"
         "try:\n"
-        "    os.kill(os.getpid(), signal.SIGINT); time.sleep(1)\n"
-        "except KeyboardInterrupt:\n"
-        "    pass  # a library that swallows it\n"
-        "try:\n"
-        "    os.kill(os.getpid(), signal.SIGINT); time.sleep(5); print('ignored')\n"
-        "except KeyboardInterrupt:\n"
-        "    print('interrupted again')\n"
+        "    time.sleep(5); print('not interrupted')\n"
+        "except KeyboardInterrupt as exc:\n"
+        "    print(f'interrupted by {exc} after {time.monotonic() - start:.1f} s')\n"
+        "    processes.interrupt_reached()\n"
+        "time.sleep(3 * processes.RESEND_S)\n"
+        "print('no more')\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env=stage_env(),
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert result.stdout.strip() == "interrupted again", result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["swallowed"] * 3 and lines[-1] == "no more", result.stdout + result.stderr
+    assert lines[3].startswith("interrupted by SIGTERM after 0."), lines
 
 
 def test_stale_staging_of_dead_processes_only_is_removed(tmp_path):
@@ -374,11 +388,11 @@ def test_process_identity_tells_a_reused_pid_apart():
 
 
 @pytest.mark.slow
-def test_sigterm_to_dvc_repro_stops_the_training_and_dvc_checkout_restores(retrained, tmp_path):
+def test_sigterm_to_dvc_repro_stops_the_training_and_dvc_checkout_restores(retrained_copy):
     """A cancelled CI job: SIGTERM to the `dvc` process only, during a training that DVC runs
     through /bin/sh. The stage stops, publishes nothing, and `dvc checkout` restores what
     dvc.lock records, without --force."""
-    repo = Path(shutil.copytree(retrained[0], tmp_path / "repo", symlinks=True))
+    repo = retrained_copy
     status_before = dvc(repo, "status").stdout
     params = (repo / "params.yaml").read_text()
     write_params(repo, repo / "params.yaml", vae={"epochs": 1000})
@@ -412,11 +426,11 @@ def test_sigterm_to_dvc_repro_stops_the_training_and_dvc_checkout_restores(retra
 
 
 @pytest.mark.slow
-def test_a_failed_evaluate_or_plots_leaves_the_reports_as_they_were(retrained, tmp_path):
+def test_a_failed_evaluate_or_plots_leaves_the_reports_as_they_were(retrained_copy):
     """A corrupt VAE file: `dvc repro -s evaluate` fails with one line, then `dvc repro -s
     plots` does; the reports git holds (metrics.json, class_shares.json), the evaluation runs
     and the figures are byte for byte what they were."""
-    repo = Path(shutil.copytree(retrained[0], tmp_path / "repo", symlinks=True))
+    repo = retrained_copy
     reports = repo / "reports"
     names = ("metrics.json", "class_shares.json", "evaluation_runs.json")
     files = [*(reports / n for n in names), *sorted((reports / "figures").rglob("*.png"))]
@@ -449,12 +463,12 @@ def processes_of(repo: Path, needle: str) -> list[int]:
 
 @pytest.mark.slow
 def test_a_killed_queue_worker_is_named_by_make_queue_and_the_printed_recovery_works(
-    retrained, tmp_path
+    retrained_copy,
 ):
     """SIGKILL to the `dvc queue` worker while its experiment trains: the experiment stays
     "Running" with no worker and never lands. `make queue` says so in one line; the commands
     it prints bring the experiment back, its finished training restored by the run cache."""
-    repo = Path(shutil.copytree(retrained[0], tmp_path / "repo", symlinks=True))
+    repo = retrained_copy
 
     def queue(*args: str) -> subprocess.CompletedProcess:
         return dvc(repo, "queue", *args)
@@ -545,7 +559,10 @@ def mount(tmp_path) -> Iterator[callable]:
             capture_output=True, text=True,
         )  # fmt: skip
         if done.returncode != 0:
-            pytest.skip(f"a read-only or full disk is made with a tmpfs mount: {done.stderr}")
+            pytest.skip(
+                f"a read-only or full disk is made with a tmpfs mount, which failed: "
+                f"{done.stderr.strip()}"
+            )
         mounted.append(point)
         return point
 
@@ -563,17 +580,29 @@ def new_store(path: Path) -> str:
 
 
 def assert_store_fault(project: Path, uri: str, cause: str, fix: str) -> None:
-    result = run_script(project, "train_ae", *TRAIN_AE, env={"MLFLOW_TRACKING_URI": uri})
-    line = assert_one_line_error(result, "train_ae", f"tracking store {uri} {cause}", fix)
-    assert "mlflow.store" not in result.stderr and len(result.stderr.splitlines()) < 8, line
+    """The training refuses the store before any work, with the message its stage prints
+    after `train_ae: error: ` (test_a_corrupt_store_… runs the stage itself)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        with pytest.raises(TrackingError) as refused:
+            train(project, "ae")
+    line = str(refused.value)
+    assert f"tracking store {uri} {cause}" in line and fix in line, line
+    assert "\n" not in line and "mlflow.store" not in line, line
     assert not (project / "models").exists() or leftovers(project / "models") == []
     assert not (project / "models" / "ae").exists()
 
 
 def test_a_corrupt_store_is_named_with_the_fix(project):
+    """The stage as DVC runs it: one line, exit 1, nothing written."""
     (project / "broken.db").write_bytes(b"this is not an SQLite database" * 100)
     uri = f"sqlite:///{project / 'broken.db'}"
-    assert_store_fault(project, uri, "is corrupt (file is not a database)", "move it aside")
+    cause, fix = "is corrupt (file is not a database)", "move it aside"
+    result = run_script(project, "train_ae", *TRAIN_AE, env={"MLFLOW_TRACKING_URI": uri})
+    line = assert_one_line_error(result, "train_ae", f"tracking store {uri} {cause}", fix)
+    assert "mlflow.store" not in result.stderr and len(result.stderr.splitlines()) < 8, line
+    assert not (project / "models").exists() or leftovers(project / "models") == []
+    assert_store_fault(project, uri, cause, fix)  # and the same message in-process
 
 
 def test_a_locked_store_is_named_with_the_fix(project):

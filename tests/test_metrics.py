@@ -25,6 +25,7 @@ from wardrobe.metrics import (
     latent_statistics,
     manifold_metrics,
     mean_squared_error,
+    psd_sqrt,
 )
 
 
@@ -34,7 +35,11 @@ def test_binary_crossentropy_by_hand():
     # -(log 0.9 + log 0.8 + log 0.9 + (0.5 log 0.5 + 0.5 log 0.5)) / 4
     expected = -(math.log(0.9) + math.log(0.8) + math.log(0.9) + math.log(0.5)) / 4
     assert binary_crossentropy(targets, predictions) == pytest.approx(expected, rel=1e-12)
-    assert expected == pytest.approx(0.281753, abs=1e-6)
+    # and what Keras computes for the same images, the loss the models train on
+    import keras
+
+    keras_bce = float(keras.ops.mean(keras.losses.binary_crossentropy(targets, predictions)))
+    assert binary_crossentropy(targets, predictions) == pytest.approx(keras_bce, rel=1e-6)
 
 
 def test_binary_crossentropy_clips_like_keras():
@@ -99,6 +104,11 @@ def test_frechet_distance_is_zero_for_the_same_gaussian_and_symmetric():
     my, cy = gaussian_fit(y)
     assert frechet_distance(mx, cx, mx, cx) == pytest.approx(0, abs=1e-9)
     assert frechet_distance(mx, cx, my, cy) == pytest.approx(frechet_distance(my, cy, mx, cx))
+    # with the reference's root computed once, as evaluate does
+    root = psd_sqrt(cx)
+    assert frechet_distance(mx, cx, my, cy, root) == pytest.approx(
+        frechet_distance(mx, cx, my, cy), rel=1e-12
+    )
     # Agrees with the direct formula using a general matrix square root (scipy's sqrtm).
     from scipy import linalg
 

@@ -191,8 +191,6 @@ def test_reconstruction_metrics_agree_with_keras(trained, evaluated):
     decoded = vae.decoder.predict(z_mean, verbose=0)
     bce = float(np.mean(keras.losses.binary_crossentropy(images, decoded)))
     assert evaluated["vae"]["test"]["bce"] == pytest.approx(bce, rel=1e-5)
-    test = evaluated["vae"]["test"]
-    assert test["loss"] == pytest.approx(vae.beta * test["bce_sampled"] + test["kl"])
     # The objective with z sampled by the evaluation's own seed, against Keras' own sampling.
     keras_total = vae.evaluate(images, batch_size=100, verbose=0, return_dict=True)["total_loss"]
     assert evaluated["vae"]["test"]["loss"] == pytest.approx(keras_total, rel=0.02)

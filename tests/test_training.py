@@ -127,31 +127,47 @@ def test_training_stage_script_prints_its_summary(project):
         assert noise not in result.stderr, noise
 
 
-LOAD_FROM_RUN = """
-import json, sys, numpy as np, mlflow, keras
+OUTPUTS = """
+import numpy as np
+def outputs(name, model, x, z):
+    if name == "decoder":
+        return model.predict(z, verbose=0)
+    if name == "vae":  # the decoded means
+        return model.decoder.predict(model.encoder.predict(x, verbose=0)[0], verbose=0)
+    if name == "encoder":  # z_mean, for the VAE's encoder
+        out = model.predict(x, verbose=0)
+        return out[0] if isinstance(out, list | tuple) else out
+    return model.predict(x, verbose=0)
+"""
+
+LOAD_FROM_RUN = (
+    OUTPUTS
+    + """
+import json, sys, mlflow
 import wardrobe.models.vae  # registers the custom classes
 record = json.load(open(sys.argv[1]))
 mlflow.set_tracking_uri(record["tracking_uri"])
-x = np.load(sys.argv[2])
-z = np.random.default_rng(0).normal(size=(4, 2)).astype("float32")
-from_run = mlflow.keras.load_model(f"runs:/{record['run_id']}/decoder")
-logged = {m["name"]: m["model_uri"] for m in record["models"]}
-from_logged = mlflow.keras.load_model(logged["decoder"])
-encoder = mlflow.keras.load_model(f"runs:/{record['run_id']}/encoder")
-np.savez(
-    sys.argv[3],
-    run=from_run.predict(z, verbose=0),
-    logged=from_logged.predict(z, verbose=0),
-    encoded=np.asarray(encoder.predict(x, verbose=0)[0]),
-)
+x, z = np.load(sys.argv[2]), np.random.default_rng(0).normal(size=(4, 2)).astype("float32")
+loaded = {}
+for logged in record["models"]:
+    name = logged["name"]
+    for how, uri in (("logged", logged["model_uri"]), ("run", f"runs:/{record['run_id']}/{name}")):
+        loaded[f"{how}:{name}"] = outputs(name, mlflow.keras.load_model(uri), x, z)
+np.savez(sys.argv[3], **loaded)
 """
+)
 
 
-def test_vae_loads_back_from_files_from_the_run_and_as_its_logged_model(project):
+@pytest.mark.parametrize("model", ["ae", "vae", "classifier"])
+def test_every_logged_model_loads_back_in_a_new_process(project, model):
+    """Each part a training logs loads, by its logged-model URI and by its run's artifact
+    path, in a new process, and predicts exactly what the part's file in models/ predicts."""
     import keras
 
-    train(project, "vae")
-    out = project / "models" / "vae"
+    import wardrobe.models.vae  # noqa: F401  (the VAE's custom classes)
+
+    train(project, model)
+    out = project / "models" / model
     x = np.load(project / "data" / "test.npz")["images"][:5]
     np.save(project / "x.npy", x)
     subprocess.run(
@@ -159,13 +175,40 @@ def test_vae_loads_back_from_files_from_the_run_and_as_its_logged_model(project)
         cwd=project, check=True, capture_output=True,
     )  # fmt: skip
     loaded = np.load(project / "loaded.npz")
+    namespace: dict = {}
+    exec(OUTPUTS, namespace)
     z = np.random.default_rng(0).normal(size=(4, 2)).astype("float32")
-    decoder = keras.models.load_model(out / "decoder.keras")
-    expected = decoder.predict(z, verbose=0)
-    np.testing.assert_array_equal(loaded["run"], expected)
-    np.testing.assert_array_equal(loaded["logged"], expected)
-    encoder = keras.models.load_model(out / "encoder.keras")
-    np.testing.assert_array_equal(loaded["encoded"], np.asarray(encoder.predict(x, verbose=0)[0]))
+    names = {f.removesuffix(".keras") for f in FILES.get(model, {f"{model}.keras"})
+             if f.endswith(".keras")}  # fmt: skip
+    assert set(loaded.files) == {f"{how}:{name}" for how in ("logged", "run") for name in names}
+    for name in names:
+        expected = namespace["outputs"](name, keras.models.load_model(out / f"{name}.keras"), x, z)
+        for how in ("logged", "run"):
+            np.testing.assert_array_equal(
+                loaded[f"{how}:{name}"], expected, err_msg=f"{how}:{name}"
+            )
+
+
+def test_the_trained_vae_weighs_its_reconstruction_by_the_beta_of_params(project):
+    """β goes from params.yaml into the model that trains and is saved, not only into the
+    run's params: the saved VAE's objective is β x BCE + KL with params' β."""
+    import keras
+
+    import wardrobe.models.vae  # noqa: F401
+
+    write_params(project, project / "params.yaml", vae={"beta": 123.0, "epochs": 1})
+    trained = train(project, "vae")
+    vae = keras.models.load_model(project / "models" / "vae" / "vae.keras")
+    assert vae.beta == 123.0
+    images = np.load(project / "data" / "test.npz")["images"][:8]
+    sampler = vae.encoder.get_layer("sampling").seed_generator.state
+    before = keras.ops.convert_to_numpy(sampler)
+    _, reconstruction, _ = (float(v) for v in vae.objective_terms(images, training=False))
+    sampler.assign(before)
+    decoded = vae.decoder(vae.encoder(images)[2])
+    bce = float(keras.ops.mean(keras.losses.binary_crossentropy(images, decoded, axis=(1, 2, 3))))
+    assert reconstruction == pytest.approx(123.0 * bce, rel=1e-4)
+    assert client_for(project).get_run(trained.run_id).data.params["vae.beta"] == "123.0"
 
 
 def test_same_seed_gives_the_same_history(project):
