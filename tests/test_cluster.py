@@ -127,7 +127,7 @@ def swept(cluster, tmp_path_factory):
     the killed node and what its trial had started."""
     repo, client = cluster
     origin = tmp_path_factory.mktemp("origin") / "wardrobe.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(origin)], check=True)
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
     write_params(repo, repo / "params.yaml", **TINY_RUN)
     (repo / "sweeps" / "c.yaml").write_text(SWEEP)
     commit(repo, "a tiny pipeline and its cluster sweep")
@@ -162,24 +162,27 @@ def swept(cluster, tmp_path_factory):
     clone = next(iter(started_by_trial.values()))[1]
     killed = kill_node(node)
     died = time.monotonic()
-    left = {}
+    left, gone_s = {}, None
     while time.monotonic() - died < GONE_WITHIN_S:
         left = {pid: p for pid, p in processes().items()
                 if pid not in killed and p[1].startswith(clone)}  # fmt: skip
         if not left:
+            gone_s = round(time.monotonic() - died, 1)
             break
         time.sleep(0.5)
     stdout, _ = sweep.communicate(timeout=max(1, deadline - time.monotonic()))
     reader.join(timeout=10)
     return {"repo": repo, "client": client, "returncode": sweep.returncode, "stdout": stdout,
             "stderr": "".join(lines), "node": node, "left": left,
-            "gone_s": time.monotonic() - died if left else None}  # fmt: skip
+            "gone_s": gone_s}  # fmt: skip
 
 
 def test_a_cluster_sweep_runs_on_two_nodes_and_survives_a_dead_one(swept):
     """Every point done, on at least two nodes; the trial of the killed node started again on
     another and finished; nothing its first attempt started kept running."""
     stderr = swept["stderr"]
+    print("\n".join(x for x in stderr.splitlines() if x.startswith("sweep: ")))
+    print(f"killed node {swept['node']}; its trial's processes gone in {swept['gone_s']} s")
     assert swept["returncode"] == 0, stderr[-4000:]
     assert swept["left"] == {}, (
         f"still running {GONE_WITHIN_S} s after its node died: {swept['left']}"
