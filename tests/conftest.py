@@ -224,6 +224,18 @@ def dvc(repo: Path, *args: str, env: dict | None = None) -> subprocess.Completed
     )  # fmt: skip
 
 
+def shown_experiments(repo: Path, env: dict | None = None) -> dict[str, dict]:
+    """`dvc exp show --json`'s experiments by name: each one's params and metrics."""
+    shown = dvc(repo, "exp", "show", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    found = {}
+    for baseline in json.loads(shown.stdout):
+        for exp in baseline.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                found[rev.get("name")] = rev["data"]
+    return found
+
+
 def ran_stages(output: str) -> list[str]:
     """The stages a `dvc repro` or `dvc exp run` ran, in order, from its output."""
     return re.findall(r"^Running stage '([^']+)'", output, flags=re.MULTILINE)

@@ -27,6 +27,7 @@ from conftest import (
     free_port,
     project_repo,
     repo_env,
+    shown_experiments,
     write_params,
 )
 
@@ -141,9 +142,12 @@ def swept(cluster, tmp_path_factory):
         [sys.executable, "-m", "wardrobe.sweep", "run", "sweeps/c.yaml"], cwd=repo,
         env=repo_env(repo, client), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(sweep.stderr), daemon=True)
-    reader.start()
+    lines: list[str] = []  # stderr, read as it comes; stdout (the table) read beside it
+    out: list[str] = []
+    readers = [threading.Thread(target=lambda: lines.extend(sweep.stderr), daemon=True),
+               threading.Thread(target=lambda: out.extend(sweep.stdout), daemon=True)]  # fmt: skip
+    for reader in readers:
+        reader.start()
     deadline = time.monotonic() + 900
     node = None
     while node is None:
@@ -170,8 +174,10 @@ def swept(cluster, tmp_path_factory):
             gone_s = round(time.monotonic() - died, 1)
             break
         time.sleep(0.5)
-    stdout, _ = sweep.communicate(timeout=max(1, deadline - time.monotonic()))
-    reader.join(timeout=10)
+    sweep.wait(timeout=max(1, deadline - time.monotonic()))
+    for reader in readers:
+        reader.join(timeout=10)
+    stdout = "".join(out)
     return {"repo": repo, "client": client, "returncode": sweep.returncode, "stdout": stdout,
             "stderr": "".join(lines), "node": node, "left": left,
             "gone_s": gone_s}  # fmt: skip
@@ -193,6 +199,9 @@ def test_a_cluster_sweep_runs_on_two_nodes_and_survives_a_dead_one(swept):
     assert all(p["status"] == "done" for p in points.values()), points
     nodes = {p["node"] for p in points.values()}
     assert len(nodes | {swept["node"]}) >= 2, nodes
+    for point in POINTS:
+        ended = [x for x in stderr.splitlines() if x.startswith(f"sweep: {point} done on node ")]
+        assert len(ended) == 1, (point, stderr[-4000:])
     again = [
         x for x in stderr.splitlines() if x.startswith(f"sweep: {KILLED} started again on node ")
     ]
@@ -249,13 +258,7 @@ def test_a_fresh_clone_pulls_every_point_and_shows_its_metrics(swept, tmp_path):
     for point in POINTS:
         pulled = dvc(clone, "exp", "pull", "origin", point, env=client)
         assert pulled.returncode == 0, pulled.stdout + pulled.stderr
-    shown = dvc(clone, "exp", "show", "--json", env=client)
-    assert shown.returncode == 0, shown.stderr
-    exps = {}
-    for baseline in json.loads(shown.stdout):
-        for exp in baseline.get("experiments") or []:
-            for rev in exp.get("revs") or []:
-                exps[rev.get("name")] = rev["data"]
+    exps = shown_experiments(clone, client)
     assert set(POINTS) <= set(exps), sorted(exps)
     for point in POINTS:
         data = exps[point]

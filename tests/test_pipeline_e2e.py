@@ -185,7 +185,7 @@ def test_quick_pipeline_runs_every_stage_and_reruns_only_what_changed(retrained_
     for edit, stages in (
         (lambda: edit_params(repo, "ae", epochs=2), {"train_ae"}),
         (lambda: edit_params(repo, "classifier", epochs=2), {"train_classifier"}),
-        (lambda: edit_params(repo, "preprocess", limit_test=300), {"preprocess"}),
+        (lambda: edit_params(repo, "preprocess", limit_test=300), {"preprocess", "validate"}),
         (lambda: edit_seed(repo, 7),
          {"train_ae", "train_vae", "train_classifier", "evaluate", "plots"}),
         (lambda: append_comment(script), {"train_ae"}),

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY_RUN, commit, dvc, project_repo, repo_env, write_params
+from conftest import (
+    ROOT,
+    TINY_RUN,
+    commit,
+    project_repo,
+    repo_env,
+    shown_experiments,
+    write_params,
+)
 from wardrobe.errors import ParamsError
 from wardrobe.sweep import spec
 
@@ -179,13 +187,7 @@ def test_a_local_sweep_runs_its_points_at_once_and_keeps_every_one(swept):
         assert "train_classifier" not in later["ran"] and "preprocess" not in later["ran"]
     assert [p["params"]["vae.beta"] for p in (first, second, third)] == [7, 3000, 50]
     # Both experiments are in the project, each with its own params and metrics.
-    shown = dvc(repo, "exp", "show", "--json")
-    assert shown.returncode == 0, shown.stderr
-    exps = {}
-    for baseline in json.loads(shown.stdout):
-        for exp in baseline.get("experiments") or []:
-            for rev in exp.get("revs") or []:
-                exps[rev.get("name")] = rev["data"]
+    exps = shown_experiments(repo)
     for point, beta in zip(POINTS, (7, 3000, 50), strict=True):
         data = exps[point]
         assert data["params"]["params.yaml"]["data"]["vae"]["beta"] == beta
