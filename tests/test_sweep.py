@@ -5,8 +5,10 @@ neither lost, each run holding its own point's params; the same sweep again runs
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from conftest import (
     ROOT,
     TINY_RUN,
     commit,
+    free_port,
     project_repo,
     repo_env,
     shown_experiments,
@@ -266,6 +269,51 @@ def test_a_bad_sweep_file_stops_make_sweep_before_anything_runs(tmp_path):
         "batch_size, beta, deterministic, epochs, filters, latent_dim, learning_rate), got 7"
     ]
     assert not (repo / ".sweep").exists() and not (repo / "reports" / "sweeps").exists()
+
+
+def cluster_refusal(repo: Path, env: dict) -> str:
+    """The one line a cluster sweep stops with, in seconds, having created nothing."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "wardrobe.sweep", "run", "sweeps/s.yaml"], cwd=repo,
+        env=repo_env(repo, env), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1 and time.perf_counter() - start < 60, done.stderr
+    [line] = done.stderr.splitlines()
+    assert not (repo / "reports" / "sweeps").exists()
+    return line
+
+
+def test_an_unreachable_ray_head_git_remote_or_dvc_remote_stops_the_sweep_with_one_line(
+    tmp_path,
+):
+    repo = project_repo(tmp_path / "project")
+    write_sweep(repo, "grid:\n  vae.beta: [7]\n")
+    commit(repo, "a sweep")
+    head_at = f"127.0.0.1:{free_port()}"
+    line = cluster_refusal(repo, {"RAY_ADDRESS": head_at})
+    assert line.startswith(f"sweep: error: the Ray head at {head_at} is unreachable ("), line
+    assert "start it (make cluster, then source .cluster/env)" in line, line
+
+    with socket.socket() as listening:  # a head that answers: a port this test listens on
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        env = {"RAY_ADDRESS": f"127.0.0.1:{listening.getsockname()[1]}"}
+        line = cluster_refusal(repo, env)
+        assert line.startswith("sweep: error: the project has no git remote origin"), line
+        missing = tmp_path / "nowhere.git"
+        subprocess.run(["git", "remote", "add", "origin", str(missing)], cwd=repo, check=True)
+        line = cluster_refusal(repo, env)
+        assert line.startswith(
+            f"sweep: error: the git remote origin ({missing}) is unreachable"
+        ), line
+        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(missing)], check=True)
+        line = cluster_refusal(repo, env)
+        assert "is not on the git remote origin" in line and "git push it first" in line, line
+        subprocess.run(["git", "push", "-q", "origin", "main"], cwd=repo, check=True,
+                       capture_output=True)  # fmt: skip
+        line = cluster_refusal(repo, env)
+        assert line.startswith("sweep: error: no default DVC remote is configured"), line
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)

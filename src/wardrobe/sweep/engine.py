@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ from wardrobe.tracking.runs import flatten
 STATE = Path(".sweep")  # git-ignored: the embedded runtime's token, the trials' clones
 RESULTS = Path("reports/sweeps")  # <sweep name>.json: every point's params and metrics
 MAX_RETRIES = 3  # attempts after a node dies under a trial
+HEAD_TIMEOUT_S = 5  # to reach the Ray head's port before ray.init
 # The metrics the summary table shows, as dotted keys of metrics.json.
 HEADLINE = (
     "ae.test.bce",
@@ -106,9 +108,27 @@ def local_place(root: Path) -> Place:
     return Place(None, str(root), cache.stdout.strip(), {"MLFLOW_TRACKING_URI": uri})
 
 
+def require_head(address: str) -> None:
+    """SweepRunError at once when nothing answers at the Ray head's address: `ray.init` would
+    wait for minutes. ("auto" and other forms without a port are left to Ray.)"""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=HEAD_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise SweepRunError(
+            f"the Ray head at {address} is unreachable ({exc.strerror or exc}); start it "
+            "(make cluster, then source .cluster/env), fix RAY_ADDRESS, or unset it to run on "
+            "this machine"
+        ) from None
+
+
 def cluster_place(root: Path, address: str, commit: str) -> Place:
-    """A cluster: the git remote `origin` must hold the commit, and the DVC remote the
-    commit's outputs (pushed here first, with the run cache)."""
+    """A cluster: the Ray head must answer, the git remote `origin` must hold the commit, and
+    the DVC remote the commit's outputs (pushed here first, with the run cache)."""
+    require_head(address)
     url = git(root, "remote", "get-url", "origin")
     if url.returncode != 0:
         raise SweepRunError(
@@ -140,7 +160,8 @@ def cluster_place(root: Path, address: str, commit: str) -> Place:
 
 def dvc_remote(root: Path) -> tuple[str, str | None]:
     """The default DVC remote's URL and S3 endpoint, as this project configures them."""
-    name = _dvc(root, "remote", "default").stdout.strip()
+    default = _dvc(root, "remote", "default")  # exit 1, "No default remote set", when none
+    name = default.stdout.strip() if default.returncode == 0 else ""
     if not name:
         raise SweepRunError(
             "no default DVC remote is configured: a cluster's trials read their inputs from it "
