@@ -147,6 +147,19 @@ def train(project: Path, model: str, out: str | None = None):
     )  # fmt: skip
 
 
+def objective_and_its_sample(vae, images: np.ndarray) -> tuple[tuple[float, ...], tuple]:
+    """The VAE's objective terms (total, reconstruction, KL) on `images`, and the encoder's
+    (z_mean, z_log_var, z) with the very z the objective drew: the sampler's state is put
+    back and z drawn again, so a test can recompute every term exactly."""
+    import keras
+
+    state = vae.encoder.get_layer("sampling").seed_generator.state
+    before = keras.ops.convert_to_numpy(state)
+    terms = tuple(float(v) for v in vae.objective_terms(images, training=False))
+    state.assign(before)
+    return terms, tuple(keras.ops.convert_to_numpy(t) for t in vae.encoder(images))
+
+
 def client_for(project: Path):
     """An MLflow client of the project's own store."""
     import mlflow

@@ -72,9 +72,10 @@ def kill_node(node: str) -> list[int]:
     """SIGKILL a worker node as a machine that loses power would lose it: its raylet, the
     Ray workers it started and its agents (those naming its node id). What the trial started
     (git, dvc, the stage) is left to stop by itself."""
-    ours = [pid for pid, (cmd, _) in processes().items()
+    running = processes()
+    ours = [pid for pid, (cmd, _) in running.items()
             if f"--node_id={node}" in cmd or f"--node-id={node}" in cmd]  # fmt: skip
-    raylets = [pid for pid in ours if "raylet" in processes().get(pid, ("", ""))[0]]
+    raylets = [pid for pid in ours if "raylet" in running[pid][0]]
     assert raylets, f"no raylet of node {node}"
     targets = set(ours) | {c for r in raylets for c in children(r)}
     for pid in targets:

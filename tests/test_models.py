@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import objective_and_its_sample
 from wardrobe.models.autoencoder import build_autoencoder
 from wardrobe.models.vae import VAE, Sampling, build_vae
 
@@ -56,13 +57,9 @@ def test_sampling_is_the_reparameterization_trick():
 def test_vae_objective_matches_the_formula(beta):
     """total = beta x BCE(images, decoder(z)) + KL, with z the sample the objective drew: the
     sampler's state is put back and z drawn again, so every term is recomputed exactly."""
-    vae, encoder, decoder = build_vae(2, FILTERS, beta=beta, seed=0)
+    vae, _, decoder = build_vae(2, FILTERS, beta=beta, seed=0)
     images = np.random.default_rng(0).random((4, 32, 32, 1)).astype(np.float32)
-    sampler = encoder.get_layer("sampling").seed_generator.state
-    before = keras.ops.convert_to_numpy(sampler)
-    total, reconstruction, kl = (float(v) for v in vae.objective_terms(images, training=False))
-    sampler.assign(before)
-    z_mean, z_log_var, z = (keras.ops.convert_to_numpy(t) for t in encoder(images))
+    (total, reconstruction, kl), (z_mean, z_log_var, z) = objective_and_its_sample(vae, images)
     decoded = np.clip(keras.ops.convert_to_numpy(decoder(z)), 1e-7, 1 - 1e-7)
     bce = -np.mean(images * np.log(decoded) + (1 - images) * np.log(1 - decoded))
     assert reconstruction == pytest.approx(beta * bce, rel=1e-4)

@@ -242,7 +242,7 @@ def say(line: str) -> None:
 
 
 def schedule(
-    ray: Any, trials: Sequence[Trial], parallel: int, waits: Mapping[str, set[str]]
+    ray: Any, trials: Sequence[Trial], parallel: int, order: Mapping[str, set[str]]
 ) -> list[Outcome]:
     """Run the trials, at most `parallel` at once, each once the points it waits for have
     finished (`order.waits`: the earlier points that first compute one of its stages, which
@@ -252,7 +252,7 @@ def schedule(
     finished: set[str] = set()
     starts: dict[str, float] = {}
     while waiting or running:
-        ready = [t for t in waiting if waits.get(t.point, set()) <= finished]
+        ready = [t for t in waiting if order.get(t.point, set()) <= finished]
         for trial in ready[: max(0, parallel - len(running))]:
             waiting.remove(trial)
             running[task.remote(trial, progress)] = trial
@@ -305,6 +305,7 @@ def run(
     """Run every point of `sweep` not yet on the git remote; write reports/sweeps/<name>.json
     (every point's params, status and metrics) and return the outcomes."""
     commit = require_committed(root, sweep)
+    order = waits(sweep.points, stage_params(root / "dvc.yaml"))
     address = address or os.environ.get("RAY_ADDRESS") or None
     place = cluster_place(root, address, commit) if address else local_place(root)
     ray_token(root)
@@ -322,7 +323,6 @@ def run(
         where = f"on {address}" if address else f"on this machine, {parallel} at once"
         say(f"{len(trials)} points of {sweep.path} at commit {commit[:7]}, {where}")
         start = time.perf_counter()
-        order = waits(sweep.points, stage_params(root / "dvc.yaml"))
         outcomes = schedule(ray, trials, parallel, order)
     finally:
         ray.shutdown()
