@@ -229,6 +229,8 @@ def test_each_point_s_runs_are_tagged_with_the_sweep_and_hold_its_params(swept):
 def test_the_same_sweep_again_runs_nothing(swept):
     repo, first = swept
     assert first.returncode == 0
+    results = repo / "reports" / "sweeps" / "t.json"
+    before = {p["point"]: p for p in json.loads(results.read_text())["points"]}
     again = sweep_cli(repo, "run", "sweeps/s.yaml", "--parallel", "2", timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     for point in POINTS:
@@ -236,6 +238,11 @@ def test_the_same_sweep_again_runs_nothing(swept):
             again.stderr
         )
     assert "Running stage" not in again.stdout + again.stderr
+    # The results file still holds every point's metrics, read from its experiment.
+    after = {p["point"]: p for p in json.loads(results.read_text())["points"]}
+    assert {p: o["status"] for p, o in after.items()} == dict.fromkeys(POINTS, "skipped")
+    for point in POINTS:
+        assert after[point]["metrics"] == before[point]["metrics"] != {}, point
 
 
 def test_a_sweep_of_uncommitted_changes_is_refused_before_anything_runs(tmp_path):

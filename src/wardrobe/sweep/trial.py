@@ -105,6 +105,18 @@ def ran_stages(output: str) -> tuple[str, ...]:
     )
 
 
+def shown_metrics(shown: str, path: str = "reports/metrics.json") -> dict[str, dict]:
+    """{experiment name: the metrics file's content} from `dvc exp show --json`'s output."""
+    found = {}
+    for baseline in json.loads(shown):
+        for exp in baseline.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                data = (rev.get("data") or {}).get("metrics", {}).get(path, {}).get("data")
+                if rev.get("name") and data is not None:
+                    found[rev["name"]] = data
+    return found
+
+
 def on_remote(dvc: str, clone: Path, env: Mapping[str, str], point: str) -> bool:
     """Whether the git remote already holds this point's experiment on the clone's commit."""
     listed = _run([dvc, "exp", "list", "origin", "--name-only"], clone, env, "dvc exp list")
@@ -134,7 +146,11 @@ def run_trial(trial: Trial, node: str | None = None) -> Outcome:
              env, "git clone")  # fmt: skip
         _run([git, "checkout", "-q", trial.commit], clone, env, f"git checkout {trial.commit}")
         if on_remote(dvc, clone, env, trial.point):
-            return outcome("skipped")
+            # its metrics, from the experiment itself (git only: no DVC remote involved)
+            _run([dvc, "exp", "pull", "--no-cache", "origin", trial.point], clone, env,
+                 "dvc exp pull")  # fmt: skip
+            shown = _run([dvc, "exp", "show", "--json"], clone, env, "dvc exp show")
+            return outcome("skipped", metrics=shown_metrics(shown).get(trial.point, {}))
         if trial.cache_dir:
             _run([dvc, "cache", "dir", "--local", trial.cache_dir], clone, env, "dvc cache dir")
         else:
