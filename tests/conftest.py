@@ -239,14 +239,11 @@ def dvc(repo: Path, *args: str, env: dict | None = None) -> subprocess.Completed
 
 def shown_experiments(repo: Path, env: dict | None = None) -> dict[str, dict]:
     """`dvc exp show --json`'s experiments by name: each one's params and metrics."""
+    from wardrobe.sweep.trial import shown_experiments as by_name
+
     shown = dvc(repo, "exp", "show", "--json", env=env)
     assert shown.returncode == 0, shown.stderr
-    found = {}
-    for baseline in json.loads(shown.stdout):
-        for exp in baseline.get("experiments") or []:
-            for rev in exp.get("revs") or []:
-                found[rev.get("name")] = rev["data"]
-    return found
+    return by_name(shown.stdout)
 
 
 def ran_stages(output: str) -> list[str]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from wardrobe.errors import WardrobeError
+from wardrobe.fsio import atomic_file
 from wardrobe.tracking.runs import flatten
 
 LECTURE = {"vae.beta": 500, "vae.latent_dim": 2}
@@ -112,6 +113,11 @@ def noise_band(noise: Mapping[str, Any] | None, model: str, key: str) -> float |
     return None if entry is None else entry["tolerance"] / math.sqrt(2)
 
 
+def at_lecture_beta(points: Sequence[Point]) -> list[Point]:
+    """The points at the lecture's β, by latent size."""
+    return sorted((p for p in points if p.beta == LECTURE[BETA]), key=lambda p: p.latent)
+
+
 def _lecture(points: Sequence[Point]) -> Point | None:
     return next((p for p in points if p.beta == LECTURE[BETA] and p.latent == LECTURE[LATENT]),
                 None)  # fmt: skip
@@ -119,15 +125,16 @@ def _lecture(points: Sequence[Point]) -> Point | None:
 
 def draw(points: Sequence[Point], noise: Mapping[str, Any] | None, out: Path) -> list[Path]:
     """The four figures into out/; returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from wardrobe.figures import plt  # pyplot, under figures' files-only backend
 
     out.mkdir(parents=True, exist_ok=True)
     latents = sorted({p.latent for p in points})
     betas = sorted({p.beta for p in points})
     lecture = _lecture(points)
+    # the VAE at the lecture's β; the AE does not depend on β (one per latent size)
+    by_latent = at_lecture_beta(points) or sorted(
+        {p.latent: p for p in points}.values(), key=lambda p: p.latent
+    )
     colours = dict(zip(latents, plt.get_cmap("viridis")(
         [i / max(len(latents) - 1, 1) for i in range(len(latents))]), strict=True))  # fmt: skip
     written = []
@@ -137,12 +144,9 @@ def draw(points: Sequence[Point], noise: Mapping[str, Any] | None, out: Path) ->
         models = ("ae", "vae") if name == "reconstruction" else ("ae",)
         for ax, (key, label) in zip(axes[0], panels, strict=True):
             for model in models:
-                # the VAE at the lecture's β; the AE does not depend on β (one per latent size)
-                at = [p for p in points if p.beta == LECTURE[BETA]] or points
-                rows = sorted({p.latent: p for p in at}.values(), key=lambda p: p.latent)
                 shown = model.upper() + (" (β 500)" if model == "vae" else "")
-                ax.plot([p.latent for p in rows], [p.value(model, key) for p in rows], "o-",
-                        label=shown)  # fmt: skip
+                ax.plot([p.latent for p in by_latent], [p.value(model, key) for p in by_latent],
+                        "o-", label=shown)  # fmt: skip
                 _mark_lecture(ax, lecture, noise, model, key, LECTURE[LATENT])
             ax.set_xscale("log", base=2)
             ax.set_xticks(latents, [str(z) for z in latents])
@@ -150,7 +154,7 @@ def draw(points: Sequence[Point], noise: Mapping[str, Any] | None, out: Path) ->
             ax.set_ylabel(label)
             ax.legend(fontsize=8)
         fig.suptitle(title)
-        written.append(_save(fig, out / f"{name}.png", plt))
+        written.append(_save(fig, out / f"{name}.png"))
     for name, (title, panels) in BY_BETA.items():
         fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5),
                                  layout="constrained", squeeze=False)  # fmt: skip
@@ -159,9 +163,9 @@ def draw(points: Sequence[Point], noise: Mapping[str, Any] | None, out: Path) ->
                 rows = sorted((p for p in points if p.latent == latent), key=lambda p: p.beta)
                 ax.plot([p.beta for p in rows], [p.value("vae", key) for p in rows], "o-",
                         color=colours[latent], label=f"VAE, latent {latent}")  # fmt: skip
-                ae = [p.value("ae", key) for p in rows if not math.isnan(p.value("ae", key))]
-                if ae:
-                    ax.axhline(ae[0], color=colours[latent], linestyle="--", linewidth=1,
+                ae = next((v for p in rows if not math.isnan(v := p.value("ae", key))), None)
+                if ae is not None:
+                    ax.axhline(ae, color=colours[latent], linestyle="--", linewidth=1,
                                label=f"AE, latent {latent}")  # fmt: skip
             _mark_lecture(ax, lecture, noise, "vae", key, LECTURE[BETA])
             ax.set_xscale("log")
@@ -170,7 +174,7 @@ def draw(points: Sequence[Point], noise: Mapping[str, Any] | None, out: Path) ->
             ax.set_ylabel(label)
         axes[0][0].legend(fontsize=7)
         fig.suptitle(title)
-        written.append(_save(fig, out / f"{name}.png", plt))
+        written.append(_save(fig, out / f"{name}.png"))
     return written
 
 
@@ -184,12 +188,11 @@ def _mark_lecture(ax, lecture: Point | None, noise, model: str, key: str, x: flo
                 markersize=11, capsize=5, zorder=5, label=label)  # fmt: skip
 
 
-def _save(fig, path: Path, plt) -> Path:
-    from wardrobe.fsio import atomic_file
+def _save(fig, path: Path) -> Path:
+    from wardrobe.figures import save
 
     with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+        save(fig, tmp, dpi=100)
     return path
 
 
@@ -198,11 +201,9 @@ def reading(points: Sequence[Point]) -> str:
     latents = sorted({p.latent for p in points})
     lines = []
     by_latent = {z: [p for p in points if p.latent == z] for z in latents}
-    at_500 = {
-        z: next((p for p in ps if p.beta == LECTURE[BETA]), None) for z, ps in by_latent.items()
-    }
+    at_500 = at_lecture_beta(points)
     # Claim 1: reconstruction improves with latent size, the AE's at least as good as the VAE's.
-    rows = [(z, p.value("ae", "bce"), p.value("vae", "bce")) for z, p in at_500.items() if p]
+    rows = [(p.latent, p.value("ae", "bce"), p.value("vae", "bce")) for p in at_500]
     if rows:
         falls = all(b[1] < a[1] for a, b in itertools.pairwise(rows))
         lines.append(
@@ -212,7 +213,7 @@ def reading(points: Sequence[Point]) -> str:
             "the VAE's at β 500 " + ", ".join(f"{vae:.4f} at {z}" for z, _, vae in rows) + "."
         )
     gaps = ("generation.latent_far_share", "generation.unlike_share")
-    rows = [(z, *(p.value("ae", k) for k in gaps)) for z, p in at_500.items() if p]
+    rows = [(p.latent, *(p.value("ae", k) for k in gaps)) for p in at_500]
     if rows:
         lines.append(
             "- **Claim 2** (the AE's latent space has gaps): uniform draws far from every test "

@@ -105,15 +105,14 @@ def ran_stages(output: str) -> tuple[str, ...]:
     )
 
 
-def shown_metrics(shown: str, path: str = "reports/metrics.json") -> dict[str, dict]:
-    """{experiment name: the metrics file's content} from `dvc exp show --json`'s output."""
+def shown_experiments(shown: str) -> dict[str, dict]:
+    """`dvc exp show --json`'s output as {experiment name: its data (params, metrics)}."""
     found = {}
     for baseline in json.loads(shown):
         for exp in baseline.get("experiments") or []:
             for rev in exp.get("revs") or []:
-                data = (rev.get("data") or {}).get("metrics", {}).get(path, {}).get("data")
-                if rev.get("name") and data is not None:
-                    found[rev["name"]] = data
+                if rev.get("name"):
+                    found[rev["name"]] = rev.get("data") or {}
     return found
 
 
@@ -150,7 +149,9 @@ def run_trial(trial: Trial, node: str | None = None) -> Outcome:
             _run([dvc, "exp", "pull", "--no-cache", "origin", trial.point], clone, env,
                  "dvc exp pull")  # fmt: skip
             shown = _run([dvc, "exp", "show", "--json"], clone, env, "dvc exp show")
-            return outcome("skipped", metrics=shown_metrics(shown).get(trial.point, {}))
+            data = shown_experiments(shown).get(trial.point, {})
+            metrics = data.get("metrics", {}).get("reports/metrics.json", {}).get("data", {})
+            return outcome("skipped", metrics=metrics)
         if trial.cache_dir:
             _run([dvc, "cache", "dir", "--local", trial.cache_dir], clone, env, "dvc cache dir")
         else:
