@@ -100,8 +100,8 @@ repro: setup ## Run the whole pipeline (dvc repro) with params.yaml
 results: $(VENV)/.installed ## Regenerate the README's results section from reports/ (after make repro)
 	$(BIN)/python -m wardrobe.report --readme README.md
 
-noise: $(VENV)/.installed ## Measure each metric's noise: the pipeline at SEEDS (default 1 2 3 4) as DVC experiments -> reports/noise.json
-	$(BIN)/python -m wardrobe.noise measure $(if $(SEEDS),--seeds $(SEEDS))
+noise: $(VENV)/.sweep-installed ## Measure each metric's noise: the sweep sweeps/noise.yaml (SEEDS="1 2" replaces its seeds; PARALLEL=N) -> reports/noise.json
+	$(BIN)/python -m wardrobe.noise measure $(if $(SEEDS),--seeds $(SEEDS)) $(if $(PARALLEL),--parallel $(PARALLEL))
 
 compare: $(VENV)/.installed ## Which metrics moved beyond their noise against BASE (default HEAD)
 	$(BIN)/python -m wardrobe.noise compare --base $(or $(BASE),HEAD)

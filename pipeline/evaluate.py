@@ -1,8 +1,8 @@
-"""DVC stage `evaluate`: test-set reconstruction losses, latent statistics and generation
-quality of both models, written to reports/metrics.json (DVC metrics) and
-reports/class_shares.json, and logged into one MLflow evaluation run per model (`ae/eval`,
-`vae/eval`, `classifier/eval`: children of the runs that trained them), whose ids go to
-reports/evaluation_runs.json for the plots stage."""
+"""DVC stage `evaluate` (`evaluate@ae`, `evaluate@vae`): one model's test-set reconstruction
+losses, latent statistics and generation quality, scored against the reference stage's
+features of the test images, logged into the model's MLflow evaluation run (`ae/eval` or
+`vae/eval`: a child of the run that trained it) and written with the generated images' class
+shares and the run's id to reports/evaluation/<model>.json, which `collect` merges."""
 
 from __future__ import annotations
 
@@ -17,24 +17,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     from wardrobe.evaluation import evaluate
 
     args = parse_args(
-        argv, __doc__, models="directory of ae/, vae/ and classifier/ (models)",
-        data="directory of train.npz and test.npz (data/processed)",
-        metrics="metrics file (reports/metrics.json)",
-        class_shares="the generated images' class shares (reports/class_shares.json)",
-        runs="the evaluation runs' ids (reports/evaluation_runs.json)",
+        argv, __doc__, {"model": ("ae", "vae")},
+        models="directory of the model's and the classifier's directories (models)",
+        data="directory of test.npz (data/processed)",
+        reference="the reference stage's directory (data/reference)",
+        out="the model's evaluation (reports/evaluation/<model>.json)",
     )  # fmt: skip
     params = load(args.params)
-    metrics = evaluate(
-        params.evaluate, params.seed, args.models, args.data, args.metrics, args.class_shares,
-        args.runs,
-    )  # fmt: skip
-    ae, vae = metrics["ae"]["test"], metrics["vae"]["test"]
+    metrics = evaluate(params.evaluate, params.seed, args.model, args.models, args.data,
+                       args.reference, args.out)["test"]  # fmt: skip
+    kl = f", KL {metrics['kl']:.2f}" if "kl" in metrics else ""
     print(
-        f"evaluate: AE test BCE {ae['bce']:.4f}, FD {ae['generation']['frechet_distance']:.2f}; "
-        f"VAE test BCE {vae['bce']:.4f}, KL {vae['kl']:.2f}, "
-        f"FD {vae['generation']['frechet_distance']:.2f}; "
-        f"classifier accuracy {metrics['classifier']['test']['accuracy']:.4f}; "
-        f"written to {args.metrics}"
+        f"evaluate: {args.model} test BCE {metrics['bce']:.4f}{kl}, "
+        f"FD {metrics['generation']['frechet_distance']:.2f}; written to {args.out}"
     )
 
 

@@ -1,6 +1,6 @@
-"""DVC stage `plots`: the lecture's figures of both models as PNG files under
-reports/figures/ae/ and reports/figures/vae/ (DVC plots), also logged as artifacts
-(`figures/`) of the models' MLflow evaluation runs (reports/evaluation_runs.json)."""
+"""DVC stage `plots` (`plots@ae`, `plots@vae`): the lecture's figures of one model as PNG files
+under reports/figures/<model>/ (DVC plots), also logged as artifacts (`figures/`) of the
+model's MLflow evaluation run (named in reports/evaluation/<model>.json)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     from wardrobe.plots import plot
 
     args = parse_args(
-        argv, __doc__, models="directory of ae/ and vae/ (models)",
+        argv, __doc__, {"model": ("ae", "vae")},
+        models="directory of the model's directory (models)",
         data="directory of test.npz (data/processed)",
-        out="figure directory (reports/figures)",
-        runs="the evaluation runs to log the figures into (reports/evaluation_runs.json)",
+        out="the model's figure directory (reports/figures/<model>)",
+        evaluation="the model's evaluation, whose run the figures are logged into "
+        "(reports/evaluation/<model>.json)",
     )  # fmt: skip
     params = load(args.params)
-    written = plot(params.plots, params.seed, args.models, args.data, args.out, args.runs)
-    print(f"plots: {len(written)} figures written to {args.out}/ae and {args.out}/vae")
+    written = plot(params.plots, params.seed, args.model, args.models, args.data, args.out,
+                   args.evaluation)  # fmt: skip
+    print(f"plots: {len(written)} figures of {args.model} written to {args.out}")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,15 @@ MAKE_IN_COPY = ("make", "--no-print-directory", f"VENV={VENV_BIN.parent}", "-o",
 WEB_ASSETS = {"WARDROBE_WEB_ASSETS": str(ROOT / "tools" / "web-assets" / "node_modules")}
 REAL_MIRROR = Path("/usr/share/datasets/fashion-mnist")
 
+# The stages of a whole pipeline run, in the order `dvc repro` runs them; those an edit of
+# evaluate.* runs (the evaluations and what follows them); those an edit of vae.* runs.
+PIPELINE = [
+    "fetch", "preprocess", "validate", "train_ae", "train_vae", "train_classifier",
+    "reference", "evaluate@ae", "evaluate@vae", "collect", "plots@ae", "plots@vae",
+]  # fmt: skip
+EVALUATION_STAGES = PIPELINE[PIPELINE.index("reference") :]
+VAE_STAGES = ["train_vae", "evaluate@vae", "collect", "plots@vae"]
+
 QUICK = {"epochs": 2, "batch_size": 50}  # a training section of the tiny project
 QUICK_RUN = {  # a whole pipeline run on the real data in a few minutes
     "preprocess": {"limit_train": 500, "limit_test": 200},

@@ -427,24 +427,31 @@ def test_sigterm_to_dvc_repro_stops_the_training_and_dvc_checkout_restores(retra
 
 @pytest.mark.slow
 def test_a_failed_evaluate_or_plots_leaves_the_reports_as_they_were(retrained_copy):
-    """A corrupt VAE file: `dvc repro -s evaluate` fails with one line, then `dvc repro -s
-    plots` does; the reports git holds (metrics.json, class_shares.json), the evaluation runs
-    and the figures are byte for byte what they were."""
+    """A corrupt VAE file: `dvc repro -s evaluate@vae` fails with one line, then `dvc repro -s
+    plots@vae` does. The reports git holds (metrics.json, class_shares.json), the evaluation
+    runs and the AE's evaluation and figures are byte for byte what they were; the VAE's
+    evaluation and figures, which DVC removes before their stages run (they are not
+    persistent, so that its run cache restores them), `dvc checkout` brings back."""
     repo = retrained_copy
     reports = repo / "reports"
-    names = ("metrics.json", "class_shares.json", "evaluation_runs.json")
-    files = [*(reports / n for n in names), *sorted((reports / "figures").rglob("*.png"))]
-    before = {path: path.read_bytes() for path in files}
+    kept = [reports / n for n in ("metrics.json", "class_shares.json", "evaluation_runs.json")]
+    kept += [reports / "evaluation" / "ae.json", *sorted((reports / "figures" / "ae").iterdir())]
+    vae = [reports / "evaluation" / "vae.json", *sorted((reports / "figures" / "vae").iterdir())]
+    before = {path: path.read_bytes() for path in kept + vae}
     model = repo / "models" / "vae" / "vae.keras"
     model.unlink()  # a new file: the DVC cache's copy stays as it is
     model.write_bytes(b"not a Keras file")
-    for stage in ("evaluate", "plots"):
+    for stage in ("evaluate@vae", "plots@vae"):
         failed = dvc(repo, "repro", "-s", stage)
         assert failed.returncode != 0, failed.stdout
-        errors = [line for line in failed.stderr.splitlines() if f"{stage}: error:" in line]
+        prefix = stage.split("@")[0]
+        errors = [line for line in failed.stderr.splitlines() if f"{prefix}: error:" in line]
         assert len(errors) == 1 and str(model.relative_to(repo)) in errors[0], failed.stderr
-        assert {path: path.read_bytes() for path in files if path.exists()} == before, stage
-        assert all(path.exists() for path in files), stage
+        assert {path: path.read_bytes() for path in kept} == {p: before[p] for p in kept}, stage
+    restored = dvc(repo, "checkout", "--force")
+    assert restored.returncode == 0, restored.stderr
+    assert {path: path.read_bytes() for path in kept + vae} == before
+    assert dvc(repo, "status", "--json").stdout.strip() == "{}"
 
 
 def processes_of(repo: Path, needle: str) -> list[int]:

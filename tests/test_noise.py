@@ -1,7 +1,7 @@
 """Tolerances from the noise between seeds (python -m wardrobe.noise): Student's bound checked by
-simulation, the noise file from commits and DVC experiments of a real git repository, what it
-refuses, the comparison's verdicts, and `measure` running real `dvc exp run --temp` seeds of the
-quick pipeline."""
+simulation, the noise file from commits and DVC experiments (made by `dvc exp save`) of a real
+git repository, what it refuses, the comparison's verdicts, and `measure` running the noise
+sweep's seeds of the quick pipeline on the sweep engine."""
 
 from __future__ import annotations
 
@@ -58,26 +58,42 @@ RUNS = (  # seed, ae.test.bce, ae.test.generation.frechet_distance, class share 
 )
 
 
+def save_experiment(repo: Path, name: str, run: tuple) -> str:
+    """`dvc exp save -n name` of the run's files on HEAD (the workspace restored after);
+    returns the experiment's commit."""
+    write_run(repo, run[0], run[1], run[2], {"trouser": run[3]})
+    saved = subprocess.run(
+        [str(VENV_BIN / "dvc"), "exp", "save", "-n", name], cwd=repo, capture_output=True,
+        text=True, env=repo_env(repo),
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    git(repo, "checkout", "--", ".")
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc_repo:  # HEAD's experiments: {baseline: [(name, commit)]}
+        [listed] = dvc_repo.experiments.ls().values()
+    return dict(listed)[name]
+
+
 @pytest.fixture
 def runs_repo(tmp_path) -> Path:
-    """A git repository whose main branch holds the seed-42 run, with the other seeds as a
-    branch, a tag and a DVC experiment (refs/exps/<baseline[:2]>/<baseline[2:]>/<name>)."""
+    """A DVC project in git whose main branch holds the seed-42 run, with the other seeds as a
+    branch, a tag and a DVC experiment of main (`dvc exp save`)."""
     repo = tmp_path / "runs"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
+    subprocess.run([str(VENV_BIN / "dvc"), "init", "-q"], cwd=repo, check=True, env=repo_env(repo))
     for seed, bce, fd, trousers in RUNS:
+        if seed == 3:
+            continue
         if seed != 42:
             git(repo, "checkout", "-q", "-b", f"seed-{seed}", "main")
         write_run(repo, seed, bce, fd, {"trouser": trousers})
         commit(repo, f"seed {seed}")
         if seed == 2:
             git(repo, "tag", "seed-2-tag")
-        if seed == 3:  # the experiment's commit, kept by a ref DVC's way only
-            head, baseline = git(repo, "rev-parse", "HEAD"), git(repo, "rev-parse", "main")
-            git(repo, "update-ref", f"refs/exps/{baseline[:2]}/{baseline[2:]}/noise-seed-3", head)
-            git(repo, "checkout", "-q", "main")
-            git(repo, "branch", "-D", "-q", "seed-3")
-    git(repo, "checkout", "-q", "main")
+        git(repo, "checkout", "-q", "main")
+    save_experiment(repo, "noise-seed-3", RUNS[3])
     return repo
 
 
@@ -122,16 +138,18 @@ def test_a_name_measured_at_two_commits_means_heads(runs_repo):
     """DVC names an experiment once per baseline: after a new commit, `noise-seed-3` of the
     old baseline and of HEAD coexist, and HEAD's is the one meant."""
     old = noise.resolve(runs_repo, "noise-seed-3")
+    assert noise.load_run(runs_repo, "noise-seed-3").seed == 3
     write_run(runs_repo, 42, 0.2531, 82.0, {"trouser": 0.23})
     commit(runs_repo, "a new baseline")
-    head = git(runs_repo, "rev-parse", "HEAD")
-    git(runs_repo, "update-ref", f"refs/exps/{head[:2]}/{head[2:]}/noise-seed-3", "seed-1")
-    assert noise.resolve(runs_repo, "noise-seed-3") == git(runs_repo, "rev-parse", "seed-1")
-    git(runs_repo, "update-ref", "-d", f"refs/exps/{head[:2]}/{head[2:]}/noise-seed-3")
-    assert noise.resolve(runs_repo, "noise-seed-3") == old
-    other = git(runs_repo, "rev-parse", "seed-2-tag")  # two old baselines: which one is unclear
-    git(runs_repo, "update-ref", f"refs/exps/{other[:2]}/{other[2:]}/noise-seed-3", "seed-1")
-    with pytest.raises(noise.NoiseError, match="'noise-seed-3' names 2 DVC experiments"):
+    new = save_experiment(runs_repo, "noise-seed-3", RUNS[1])
+    assert noise.resolve(runs_repo, "noise-seed-3") == new != old
+    assert noise.load_run(runs_repo, "noise-seed-3").seed == 1
+    git(runs_repo, "checkout", "-q", "seed-2-tag")  # a third baseline; HEAD is none of them
+    save_experiment(runs_repo, "noise-seed-3", RUNS[2])
+    git(runs_repo, "checkout", "-q", "main~1")
+    assert noise.resolve(runs_repo, "noise-seed-3") == old  # HEAD's, of three
+    git(runs_repo, "checkout", "-q", "seed-1")
+    with pytest.raises(noise.NoiseError, match="'noise-seed-3' names 3 DVC experiments"):
         noise.resolve(runs_repo, "noise-seed-3")
 
 
@@ -220,8 +238,9 @@ def test_the_command_line_summarises_and_compares(runs_repo):
 @pytest.mark.slow
 def test_measure_runs_each_seed_as_an_experiment_and_leaves_the_workspace(retrained_copy):
     """`python -m wardrobe.noise measure --seeds 1 2` on a committed quick pipeline (a copy of
-    CI's quick retrain): two real `dvc exp run --temp` seeds, HEAD's run as the third, and
-    the workspace as it was."""
+    CI's quick retrain): the noise sweep's two seeds as real DVC experiments, run by the sweep
+    engine, HEAD's run as the third, and the workspace as it was; measured again, nothing
+    runs and the noise file is the same."""
     repo = retrained_copy
     (repo / "reports" / "noise.json").unlink(missing_ok=True)
     commit(repo, "quick run and its results")
@@ -232,7 +251,7 @@ def test_measure_runs_each_seed_as_an_experiment_and_leaves_the_workspace(retrai
     assert measured.returncode == 0, measured.stdout[-3000:] + measured.stderr[-3000:]
     summary = json.loads((repo / "reports" / "noise.json").read_text())
     assert [(r["rev"], r["seed"]) for r in summary["runs"]] == [
-        ("HEAD", 42), ("noise-seed-1", 1), ("noise-seed-2", 2),
+        ("HEAD", 42), ("noise-seed1", 1), ("noise-seed2", 2),
     ]  # fmt: skip
     metrics = summary["files"]["reports/metrics.json"]
     head = json.loads((repo / "reports" / "metrics.json").read_text())
@@ -246,8 +265,18 @@ def test_measure_runs_each_seed_as_an_experiment_and_leaves_the_workspace(retrai
     after = subprocess.run(
         ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True
     ).stdout
-    assert after.replace("?? reports/noise.json\n", "") == before
+    # (and the sweep's own results file, reports/sweeps/noise.json)
+    assert after.replace("?? reports/noise.json\n", "").replace("?? reports/sweeps/\n", "") == (
+        before
+    )
     assert yaml.safe_load((repo / "params.yaml").read_text())["seed"] == 42
     # The measured tolerances weigh the workspace against HEAD: nothing moved.
     compared = run_noise(repo, "compare")
     assert compared.returncode == 0 and compared.stdout.endswith("No metric changed.\n")
+    again = run_noise(repo, "measure", "--seeds", "1", "2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    for seed in (1, 2):
+        assert f"noise-seed{seed} skipped: its experiment is already on the git remote" in (
+            again.stderr
+        )
+    assert json.loads((repo / "reports" / "noise.json").read_text()) == summary

@@ -1,6 +1,6 @@
-"""Stages evaluate and plots, and the README results section, on tiny trained models. The
-library's functions run in this process; the stage scripts run as DVC runs them where the exit
-status and the one-line error are what is tested."""
+"""Stages reference, evaluate, collect and plots, and the README results section, on tiny
+trained models. The library's functions run in this process; the stage scripts run as DVC
+runs them where the exit status and the one-line error are what is tested."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ METRIC_KEYS = {
 SHARES = [f"test.generation.class_shares.{class_key(n)}" for n in CLASS_NAMES]
 PLOTS = {"dpi": 30, "scatter_points": 100, "samples": 6, "grid_size": 5, "reconstructions": 4}
 EVALUATE_ARGS = ("--models", "models", "--data", "data")
+MODELS = ("ae", "vae")
 
 
 @pytest.fixture(scope="module")
@@ -70,23 +71,35 @@ def trained(tmp_path_factory):
         yield project
 
 
-def evaluate(project: Path, name: str = "metrics") -> dict:
-    """The evaluate stage's library function, in this process; returns what it wrote."""
-    from wardrobe.evaluation import evaluate
+def evaluate(project: Path, name: str = "metrics", order: tuple[str, ...] = MODELS) -> dict:
+    """The reference, evaluate (each model of `order`, in turn) and collect stages' library
+    functions, in this process, into reports/<name>/; returns what collect wrote to
+    metrics.json, with the class shares under "class_shares"."""
+    from wardrobe.collect import collect
+    from wardrobe.evaluation import evaluate, reference
 
     params = load(project / "params.yaml")
-    metrics = project / "reports" / f"{name}.json"
-    shares = project / "reports" / f"{name}_shares.json"
-    runs = project / "reports" / f"{name}_runs.json"
-    returned = evaluate(params.evaluate, params.seed, "models", "data", metrics, shares, runs)
-    written = json.loads(metrics.read_text())
-    assert written == returned
-    return {**written, "class_shares": json.loads(shares.read_text())}
+    out = project / "reports" / name
+    returned = {
+        "classifier": reference(
+            params.evaluate, params.seed, "models/classifier", "data", out / "reference",
+            out / "classifier.json",
+        )
+    }  # fmt: skip
+    for model in order:
+        returned[model] = evaluate(
+            params.evaluate, params.seed, model, "models", "data", out / "reference",
+            out / f"{model}.json",
+        )  # fmt: skip
+    collected = collect(out, out / "metrics.json", out / "class_shares.json", out / "runs.json")
+    assert collected == returned == json.loads((out / "metrics.json").read_text())
+    assert list(collected) == ["classifier", *MODELS]  # the order of the metrics file
+    return {**collected, "class_shares": json.loads((out / "class_shares.json").read_text())}
 
 
 def evaluation_runs(project: Path, name: str = "metrics") -> dict:
-    """What evaluate wrote to reports/<name>_runs.json: {model: {"run_id", "run_name"}}."""
-    return json.loads((project / "reports" / f"{name}_runs.json").read_text())
+    """What collect wrote to reports/<name>/runs.json: {model: {"run_id", "run_name"}}."""
+    return json.loads((project / "reports" / name / "runs.json").read_text())
 
 
 def run_id(project: Path, model: str) -> str:
@@ -200,18 +213,73 @@ def test_reconstruction_metrics_agree_with_keras(trained, evaluated):
     )
 
 
-def test_evaluate_is_deterministic(trained, evaluated):
-    assert evaluate(trained, name="again") == evaluated
+def test_evaluate_is_deterministic_and_each_model_independent_of_the_others(trained, evaluated):
+    """The same metrics again, with the VAE evaluated before the AE: a model's values (KID's
+    subsets included) do not depend on which models were evaluated before it."""
+    assert evaluate(trained, name="again", order=("vae", "ae")) == evaluated
 
 
-def test_evaluate_stage_script_prints_its_summary_quietly(trained):
-    args = ("--metrics", "reports/script.json", "--class-shares", "reports/script_shares.json",
-            "--runs", "reports/script_runs.json")  # fmt: skip
-    result = run_script(trained, "evaluate", *EVALUATE_ARGS, *args)
+def test_the_stage_scripts_print_their_summaries_quietly(trained):
+    reference = run_script(
+        trained, "reference", "--classifier", "models/classifier", "--data", "data",
+        "--out", "reports/script/reference", "--report", "reports/script/classifier.json",
+    )  # fmt: skip
+    assert reference.returncode == 0, reference.stderr
+    assert reference.stdout.startswith("reference: classifier accuracy ")
+    result = run_script(
+        trained, "evaluate", "--model", "vae", *EVALUATE_ARGS,
+        "--reference", "reports/script/reference", "--out", "reports/script/vae.json",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("evaluate: AE test BCE ")
-    assert "retracing" not in result.stderr, result.stderr
-    assert json.loads((trained / "reports" / "script.json").read_text())["ae"]["test"]["bce"] > 0
+    assert result.stdout.startswith("evaluate: vae test BCE ") and ", KL " in result.stdout
+    for stderr in (reference.stderr, result.stderr):
+        assert "retracing" not in stderr, stderr
+    written = json.loads((trained / "reports" / "script" / "vae.json").read_text())
+    assert written["metrics"]["test"]["bce"] > 0 and written["run"]["run_name"] == "vae/eval"
+    shutil.copy(trained / "reports" / "metrics" / "ae.json", trained / "reports" / "script")
+    collected = run_script(
+        trained, "collect", "--evaluations", "reports/script", "--metrics",
+        "reports/script/metrics.json", "--class-shares", "reports/script/shares.json",
+        "--runs", "reports/script/runs.json",
+    )  # fmt: skip
+    assert collected.returncode == 0, collected.stderr
+    assert collected.stdout.startswith("collect: AE test BCE ")
+    metrics = json.loads((trained / "reports" / "script" / "metrics.json").read_text())
+    assert metrics["vae"] == written["metrics"]
+
+
+def test_collect_names_the_stage_of_a_missing_or_foreign_evaluation(trained, tmp_path):
+    from wardrobe.collect import collect
+    from wardrobe.errors import DataError
+
+    for name in ("classifier", "ae", "vae"):
+        shutil.copy(trained / "reports" / "metrics" / f"{name}.json", tmp_path)
+    (tmp_path / "vae.json").unlink()
+    outputs = [tmp_path / f for f in ("m.json", "s.json", "r.json")]
+    with pytest.raises(DataError, match=r"vae\.json: not found; run `dvc repro evaluate@vae`$"):
+        collect(tmp_path, *outputs)
+    (tmp_path / "vae.json").write_text('{"metrics": {"test": {}}, "run": null}')  # no shares
+    with pytest.raises(DataError, match=r"vae\.json: not what evaluate@vae writes; run `dvc"):
+        collect(tmp_path, *outputs)
+    assert not any(output.exists() for output in outputs)
+
+
+def test_a_reference_from_other_data_is_refused(trained, evaluated):
+    from wardrobe.errors import DataError
+    from wardrobe.evaluation import REFERENCE_FILE, Reference
+
+    path = trained / "reports" / "metrics" / "reference" / REFERENCE_FILE
+    found = Reference.load(path, _digest(trained))
+    assert found.features.shape[0] == len(np.load(trained / "data" / "test.npz")["labels"])
+    with pytest.raises(DataError, match=r"computed from other processed data .* run `dvc repro "
+                       r"reference`$"):  # fmt: skip
+        Reference.load(path, "0" * 32 + ".dir")
+
+
+def _digest(project: Path) -> str:
+    from wardrobe.dataset import data_digest
+
+    return data_digest(project / "data")
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -224,16 +292,19 @@ def test_plots_writes_every_figure_at_its_size_and_logs_them(trained):
     import matplotlib.image
 
     from wardrobe.figures import FIGURE_SIZES, figure_names
+    from wardrobe.plots import plot
 
     result = run_script(
-        trained, "plots", *EVALUATE_ARGS, "--out", "reports/figures",
-        "--runs", "reports/metrics_runs.json",
+        trained, "plots", "--model", "vae", *EVALUATE_ARGS, "--out", "reports/figures/vae",
+        "--evaluation", "reports/metrics/vae.json",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == (
-        "plots: 11 figures written to reports/figures/ae and reports/figures/vae"
-    )
+    assert result.stdout.strip() == "plots: 6 figures of vae written to reports/figures/vae"
     assert "retracing" not in result.stderr, result.stderr
+    params = load(trained / "params.yaml")
+    drawn = plot(params.plots, params.seed, "ae", "models", "data", "reports/figures/ae",
+                 "reports/metrics/ae.json")  # fmt: skip
+    assert len(drawn) == 5
     client = client_for(trained)
     for model in ("ae", "vae"):
         out = trained / "reports" / "figures" / model
@@ -251,45 +322,46 @@ def test_plots_writes_every_figure_at_its_size_and_logs_them(trained):
     assert "latent_pvalues" in figure_names("vae") and "latent_pvalues" not in figure_names("ae")
 
 
+VAE_ARGS = ("--model", "vae", *EVALUATE_ARGS, "--reference", "reports/metrics/reference")
+
+
 def test_a_store_without_the_runs_still_gets_metrics_and_a_warning(trained, tmp_path):
     other = f"sqlite:///{tmp_path / 'other.db'}"
-    args = ("--metrics", "reports/elsewhere.json", "--class-shares", "reports/e_shares.json",
-            "--runs", "reports/e_runs.json")  # fmt: skip
     result = run_script(
-        trained, "evaluate", *EVALUATE_ARGS, *args, env={"MLFLOW_TRACKING_URI": other}
-    )
+        trained, "evaluate", *VAE_ARGS, "--out", "reports/elsewhere/vae.json",
+        env={"MLFLOW_TRACKING_URI": other},
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert f"is not in {other}; its results are written to files only" in result.stderr
-    assert (trained / "reports" / "elsewhere.json").is_file()
-    assert json.loads((trained / "reports" / "e_runs.json").read_text()) == dict.fromkeys(
-        ("classifier", "ae", "vae")
-    )
+    written = json.loads((trained / "reports" / "elsewhere" / "vae.json").read_text())
+    assert written["run"] is None and written["metrics"]["test"]["bce"] > 0
 
 
 def test_an_unreachable_tracking_server_fails_evaluate_before_the_work(trained, closed_port_url):
-    args = ("--metrics", "reports/never.json", "--class-shares", "reports/never_shares.json",
-            "--runs", "reports/never_runs.json")  # fmt: skip
     result = run_script(
-        trained, "evaluate", *EVALUATE_ARGS, *args,
+        trained, "evaluate", *VAE_ARGS, "--out", "reports/never/vae.json",
         env={"MLFLOW_TRACKING_URI": closed_port_url, "WARDROBE_LOG_LEVEL": "DEBUG"},
     )  # fmt: skip
     assert_one_line_error(result, "evaluate", f"MLflow tracking server {closed_port_url}")
-    assert "wardrobe.evaluation INFO ae on" not in result.stderr  # nothing was computed
-    assert not (trained / "reports" / "never.json").exists()
+    assert "wardrobe.evaluation INFO vae on" not in result.stderr  # nothing was computed
+    assert not (trained / "reports" / "never").exists()
 
 
 @pytest.mark.parametrize(
     "stage, args, outputs",
     [
-        ("evaluate", ("--metrics", "reports/metrics.json", "--class-shares", "reports/s.json",
-                      "--runs", "reports/r.json"),
-         ("reports/metrics.json", "reports/s.json", "reports/r.json")),
-        ("plots", ("--out", "reports/figures", "--runs", "reports/metrics_runs.json"),
-         ("reports/figures",)),
+        ("reference", ("--classifier", "models/classifier", "--data", "data",
+                       "--out", "reports/r", "--report", "reports/r.json"),
+         ("reports/r", "reports/r.json")),
+        ("evaluate", (*VAE_ARGS, "--out", "reports/metrics/vae.json"),
+         ("reports/metrics/vae.json",)),
+        ("plots", ("--model", "vae", *EVALUATE_ARGS, "--out", "reports/figures/vae",
+                   "--evaluation", "reports/metrics/vae.json"),
+         ("reports/figures/vae",)),
     ],
 )  # fmt: skip
 def test_a_corrupt_store_fails_before_the_work_and_writes_nothing(
-    trained, tmp_path, stage, args, outputs
+    trained, evaluated, tmp_path, stage, args, outputs
 ):
     copy = Path(shutil.copytree(trained, tmp_path / "copy"))
     for output in outputs:
@@ -299,26 +371,22 @@ def test_a_corrupt_store_fails_before_the_work_and_writes_nothing(
         db.write(b"not an SQLite header")
     uri = f"sqlite:///{copy / 'mlflow.db'}"
     result = run_script(
-        copy, stage, *EVALUATE_ARGS, *args,
-        env={"MLFLOW_TRACKING_URI": uri, "WARDROBE_LOG_LEVEL": "DEBUG"},
-    )  # fmt: skip
+        copy, stage, *args, env={"MLFLOW_TRACKING_URI": uri, "WARDROBE_LOG_LEVEL": "DEBUG"}
+    )
     assert_one_line_error(result, stage, f"tracking store {uri} is corrupt", "move it aside")
-    assert " INFO ae" not in result.stderr  # nothing was computed
+    assert " INFO vae" not in result.stderr  # nothing was computed
     assert not any((copy / output).exists() for output in outputs)
 
 
-def test_a_damaged_model_fails_with_one_line_and_keeps_the_old_metrics(trained, tmp_path):
+def test_a_damaged_model_fails_with_one_line_and_keeps_the_old_evaluation(trained, tmp_path):
     copy = Path(shutil.copytree(trained, tmp_path / "copy"))
-    (copy / "reports" / "metrics.json").write_text('{"old": 1}\n')
+    (copy / "reports" / "old.json").write_text('{"old": 1}\n')
     (copy / "models" / "classifier" / "classifier.keras").write_bytes(b"not a keras file")
-    result = run_script(
-        copy, "evaluate", *EVALUATE_ARGS, "--metrics", "reports/metrics.json",
-        "--class-shares", "reports/metrics_shares.json", "--runs", "reports/metrics_runs.json",
-    )  # fmt: skip
+    result = run_script(copy, "evaluate", *VAE_ARGS, "--out", "reports/old.json")
     assert_one_line_error(
         result, "evaluate", "classifier.keras: cannot be loaded", "dvc repro -f train_classifier"
     )
-    assert (copy / "reports" / "metrics.json").read_text() == '{"old": 1}\n'
+    assert (copy / "reports" / "old.json").read_text() == '{"old": 1}\n'
 
 
 def test_non_finite_metrics_are_refused_by_name():
@@ -335,14 +403,15 @@ def test_readme_results_section_is_generated(trained, evaluated, tmp_path):
     if not (trained / "reports" / "figures" / "vae" / "generated.png").exists():
         from wardrobe.plots import plot
 
-        runs = trained / "reports" / "metrics_runs.json"
         params = load(trained / "params.yaml")
-        plot(params.plots, params.seed, "models", "data", "reports/figures", runs)
+        for model in MODELS:
+            plot(params.plots, params.seed, model, "models", "data", f"reports/figures/{model}",
+                 f"reports/metrics/{model}.json")  # fmt: skip
     readme = tmp_path / "README.md"
     readme.write_text(f"# Title\n\n{report.BEGIN}\nold text\n{report.END}\n\n## After\n")
     args = [
-        "--metrics", str(trained / "reports" / "metrics.json"),
-        "--class-shares", str(trained / "reports" / "metrics_shares.json"),
+        "--metrics", str(trained / "reports" / "metrics" / "metrics.json"),
+        "--class-shares", str(trained / "reports" / "metrics" / "class_shares.json"),
         "--figures", str(trained / "reports" / "figures"),
         "--docs", str(tmp_path / "docs" / "figures"), "--readme", str(readme),
         "--noise", str(tmp_path / "absent.json"),

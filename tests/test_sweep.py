@@ -128,9 +128,11 @@ def test_a_point_waits_for_the_earlier_points_that_first_compute_its_stages(tmp_
     first point of each latent size its AE; the others wait for those, and only for those."""
     from wardrobe.sweep.order import stage_params, waits
 
-    stages = stage_params(ROOT / "dvc.yaml")
+    stages = stage_params(ROOT)
     assert set(stages["train_vae"]) >= {"vae", "seed", "preprocess", "data"}
-    assert "vae" not in stages["train_ae"] and "ae" in stages["evaluate"]
+    assert "vae" not in stages["train_ae"] and "ae" in stages["evaluate@ae"]
+    assert "ae" not in stages["evaluate@vae"] and "vae" not in stages["plots@ae"]
+    assert {"ae", "vae", "classifier"} <= set(stages["collect"])
     grid = "  vae.beta: [5, 50, 500]\n  z:\n    keys: [ae.latent_dim, vae.latent_dim]\n"
     path = write_sweep(tmp_path, f"name: g\ngrid:\n{grid}    values: [2, 8]\n")
     points = spec.load(path, ROOT / "params.yaml").points
@@ -178,7 +180,8 @@ def test_a_local_sweep_runs_its_points_at_once_and_keeps_every_one(swept):
     assert set(points) == set(POINTS)
     assert all(p["status"] == "done" for p in points.values()), points
     # The first point alone runs every stage; the other two, at the same time, restore the
-    # data, the AE and the classifier from the shared run cache and train only their VAE.
+    # data, the AE and the classifier from the shared run cache and train only their VAE,
+    # which is all they evaluate and draw: the AE's evaluation and figures are restored too.
     first, second, third = (points[p] for p in POINTS)
     assert first["ended"] <= min(second["started"], third["started"])
     assert max(second["started"], third["started"]) < min(second["ended"], third["ended"]), (
@@ -188,6 +191,10 @@ def test_a_local_sweep_runs_its_points_at_once_and_keeps_every_one(swept):
     for later in (second, third):
         assert "train_vae" in later["ran"] and "train_ae" not in later["ran"], later["ran"]
         assert "train_classifier" not in later["ran"] and "preprocess" not in later["ran"]
+        assert [s for s in later["ran"] if "vae" in s] == [
+            "train_vae", "evaluate@vae", "plots@vae",
+        ], later["ran"]  # fmt: skip
+        assert not {"reference", "evaluate@ae", "plots@ae"} & set(later["ran"]), later["ran"]
     assert [p["params"]["vae.beta"] for p in (first, second, third)] == [7, 3000, 50]
     # Both experiments are in the project, each with its own params and metrics.
     exps = shown_experiments(repo)

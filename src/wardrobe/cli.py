@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -24,13 +24,20 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 def parse_args(
-    argv: Sequence[str] | None, description: str | None, **paths: str
+    argv: Sequence[str] | None,
+    description: str | None,
+    choices: Mapping[str, Sequence[str]] | None = None,
+    **paths: str,
 ) -> argparse.Namespace:
-    """`--params` (default params.yaml) and one required path option per keyword, whose value
-    is its help text: `parse_args(argv, __doc__, out="model directory")` gives `args.out`
-    (`class_shares=...` is the option --class-shares)."""
+    """`--params` (default params.yaml), one required option per `choices` entry that takes one
+    of its values (`choices={"model": ("ae", "vae")}` gives `args.model`), and one required
+    path option per keyword, whose value is its help text: `parse_args(argv, __doc__,
+    out="model directory")` gives `args.out` (`class_shares=...` is the option
+    --class-shares)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
+    for name, values in (choices or {}).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", choices=values, required=True)
     for name, help_text in paths.items():
         parser.add_argument(
             f"--{name.replace('_', '-')}", type=Path, required=True, help=help_text

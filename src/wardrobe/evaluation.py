@@ -1,5 +1,7 @@
-"""The evaluate stage: both models scored on the whole test set with the metric math of
-`metrics`, the classifier's features standing in for Inception's (as FID uses them).
+"""The reference and evaluate stages: each model scored on the whole test set with the metric
+math of `metrics`, the classifier's features standing in for Inception's (as FID uses them).
+The reference stage computes what every model's evaluation shares, once per classifier and
+test set; evaluate runs once per model (`evaluate@ae`, `evaluate@vae`).
 
 - Reconstruction: BCE and MSE; the VAE decodes `z_mean`, and its training objective
   (beta x BCE + KL) is computed with z sampled under the seed.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from wardrobe.dataset import CLASS_NAMES, data_digest, load_split
-from wardrobe.errors import WardrobeError
-from wardrobe.fsio import write_json
+from wardrobe.errors import DataError, WardrobeError
+from wardrobe.fsio import atomic_file, write_json
 from wardrobe.memory import require_batch_fits
 from wardrobe.metrics import (
     bce_floor,
@@ -54,6 +57,54 @@ class EvaluationError(WardrobeError):
     """The evaluation produced a value that is not a finite number."""
 
 
+REFERENCE_FILE = "reference.npz"
+# The KID subsets' generator of each evaluation: [seed, 1, *stream]. The reference's is the one
+# generator all three shared in turn before evaluate was split by model.
+KID_STREAMS: dict[str, tuple[int, ...]] = {"classifier": (), "ae": (1,), "vae": (2,)}
+
+
+def _kid_rng(seed: int, name: str) -> np.random.Generator:
+    """The KID subsets' generator of one evaluation, so that a model's KID does not depend on
+    which other models were evaluated before it."""
+    return np.random.default_rng([seed, 1, *KID_STREAMS[name]])
+
+
+@dataclass
+class Reference:
+    """What the reference stage computes once for every model's evaluation: the classifier's
+    features of the test images, their k-nearest-neighbour radii, the BCE anchors
+    (`bce_anchors`) and the DVC hash of the processed data they come from."""
+
+    features: np.ndarray
+    radii: np.ndarray
+    anchors: tuple[float, float]
+    digest: str
+
+    def save(self, path: Path) -> None:
+        with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, features=self.features, radii=self.radii,
+                     anchors=np.asarray(self.anchors), digest=np.asarray(self.digest))  # fmt: skip
+
+    @classmethod
+    def load(cls, path: Path, digest: str) -> Reference:
+        """The reference at `path`, which must come from the processed data whose hash is
+        `digest`; a DataError naming the stage to re-run otherwise."""
+        fix = "run `dvc repro reference`"
+        try:
+            with np.load(path) as npz:
+                found = cls(npz["features"], npz["radii"], tuple(npz["anchors"].tolist()),
+                            str(npz["digest"]))  # fmt: skip
+        except FileNotFoundError:
+            raise DataError(f"{path}: not found; {fix}") from None
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(f"{path}: unreadable ({exc}); {fix}") from None
+        if found.digest != digest:
+            raise DataError(
+                f"{path}: computed from other processed data ({found.digest}, not {digest}); {fix}"
+            )
+        return found
+
+
 @dataclass
 class Scorer:
     """The classifier's features and class probabilities of images, and the test images'
@@ -63,13 +114,14 @@ class Scorer:
     model: Any  # image -> (features, probabilities)
     batch_size: int
     real: np.ndarray  # the test images' features
-    seed: int  # of the KID subsets, apart from the generator that draws latent points
+    rng: np.random.Generator  # of the KID subsets, apart from the one that draws latent points
+    radii: np.ndarray | None = None  # knn_radii(real), when already computed
 
     def __post_init__(self) -> None:
         self.reference = gaussian_fit(self.real)
         self.reference_root = psd_sqrt(self.reference[1])
-        self.radii = knn_radii(self.real)
-        self.rng = np.random.default_rng([self.seed, 1])
+        if self.radii is None:
+            self.radii = knn_radii(self.real)
 
     def against_test(self, features: np.ndarray) -> dict[str, float]:
         """Precision, recall, density, coverage and KID of features against the test set's."""
@@ -147,81 +199,115 @@ def evaluate_model(
     return metrics
 
 
-def evaluate(
+def reference(
     params: EvaluateParams,
     seed: int,
-    models_dir: str | os.PathLike[str],
+    classifier_dir: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
-    metrics_path: str | os.PathLike[str],
-    class_shares_path: str | os.PathLike[str],
-    runs_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    report_path: str | os.PathLike[str],
 ) -> dict[str, Any]:
-    """The evaluate stage: the classifier's accuracy and the Frechet distance from train to
-    test images (the floor generated images are measured against), then each model's
-    metrics. Each model's values go into an evaluation run of its own, a child of the run
-    that trained it (`tracking.evaluations`), then to files: the per-class shares of
-    generated images to `class_shares_path`, the rest to `metrics_path`, and the evaluation
-    runs (for `plots`) to `runs_path`. Returns what metrics_path holds; raises
-    EvaluationError on a value that is not finite, before anything is logged or written."""
+    """The reference stage: what every model's evaluation compares with, computed once per
+    classifier and test set: the classifier's features of the test images and their
+    k-nearest-neighbour radii, and the BCE anchors (`bce_anchors`), to out_dir/reference.npz;
+    the classifier's accuracy and what real images score (the Frechet distance and the
+    generation metrics of a training subset of `evaluate.generated` images), logged into the
+    classifier's evaluation run and written with its id to report_path
+    (`{"metrics": {"test": ...}, "run": ...}`). Returns the metrics."""
     check_store()  # fail before the work, not after
     images, labels = load_split(Path(data_dir) / "test.npz")
     train_images, _ = load_split(Path(data_dir) / "train.npz")
-    models = {name: load_trained(models_dir, name) for name in ("ae", "vae")}
-    classifier_dir = Path(models_dir) / "classifier"
-    records = {"classifier": read_run_record(classifier_dir)}
-    records.update((name, model.run) for name, model in models.items())
-
-    classifier = feature_model(load_keras(classifier_dir / "classifier.keras"))
+    record = read_run_record(classifier_dir)
+    classifier = feature_model(load_keras(Path(classifier_dir) / "classifier.keras"))
     largest = max(len(images), params.generated)  # the most images one predict call gets
-    for part in (classifier, *(p for m in models.values() for p in (m.encoder, m.decoder))):
-        require_batch_fits(part, params.batch_size, largest, "evaluate.batch_size", False)
+    require_batch_fits(classifier, params.batch_size, largest, "evaluate.batch_size", False)
     features, probabilities = predict(classifier, images, params.batch_size)
-    scorer = Scorer(classifier, params.batch_size, features, seed)
+    scorer = Scorer(classifier, params.batch_size, features, _kid_rng(seed, "classifier"))
     rng = np.random.default_rng(seed)
     subset = np.sort(
         rng.choice(len(train_images), min(params.generated, len(train_images)), False)
     )
     train_features, _ = scorer.features(train_images[subset])
     metrics: dict[str, Any] = {
-        "classifier": {
-            "test": {
-                "accuracy": float(np.mean(probabilities.argmax(axis=1) == labels)),
-                "mean_confidence": float(probabilities.max(axis=1).mean()),
-                "frechet_distance_train": scorer.distance(train_features),
-                # what real images score: the reference for every generated set
-                "train_reference": scorer.against_test(train_features),
-            }
+        "test": {
+            "accuracy": float(np.mean(probabilities.argmax(axis=1) == labels)),
+            "mean_confidence": float(probabilities.max(axis=1).mean()),
+            "frechet_distance_train": scorer.distance(train_features),
+            # what real images score: the reference for every generated set
+            "train_reference": scorer.against_test(train_features),
         }
     }
-    anchors = bce_anchors(images, train_images)
-    for name, model in models.items():
-        log.info("%s on %d test images, %d generated", name, len(images), params.generated)
-        metrics[name] = {
-            "test": evaluate_model(
-                model,
-                images,
-                scorer,
-                generated=params.generated,
-                batch_size=params.batch_size,
-                seed=seed,
-                anchors=anchors,
-            )
-        }
     require_finite(metrics)
     digest = data_digest(data_dir)
-    test_set = split_datasets({"test": (images, labels)}, data_dir, digest)
-    runs = {
-        name: log_evaluation(
-            record, params.model_dump(), seed, flatten(metrics[name]), test_set, digest
-        )
-        for name, record in records.items()
-    }
-    shares = {name: metrics[name]["test"]["generation"].pop("class_shares") for name in models}
-    with uninterrupted("writing the reports"):  # all three, or none
-        write_json(class_shares_path, shares)
-        write_json(metrics_path, metrics)
-        write_json(runs_path, runs)
+    saved = Reference(features, scorer.radii, bce_anchors(images, train_images), digest)
+    run = _log(record, params, seed, metrics, images, labels, data_dir, digest)
+    with uninterrupted("writing the reference"):  # both, or neither
+        saved.save(Path(out_dir) / REFERENCE_FILE)
+        write_json(report_path, {"metrics": metrics, "run": run})
     return metrics
+
+
+def evaluate(
+    params: EvaluateParams,
+    seed: int,
+    name: str,
+    models_dir: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    reference_dir: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """The evaluate stage of one model (`name`: ae or vae): its `<model>.test` metrics,
+    scored against the reference stage's features of the test images, logged into an
+    evaluation run of its own, a child of the run that trained it (`tracking.evaluations`),
+    then written with the generated images' class shares and the run's id to out_path
+    (`{"metrics": {"test": ...}, "class_shares": ..., "run": ...}`; `collect` merges the
+    models' files into reports/). Returns the metrics; raises EvaluationError on a value that
+    is not finite, before anything is logged or written."""
+    check_store()  # fail before the work, not after
+    images, labels = load_split(Path(data_dir) / "test.npz")
+    digest = data_digest(data_dir)
+    saved = Reference.load(Path(reference_dir) / REFERENCE_FILE, digest)
+    model = load_trained(models_dir, name)
+    classifier = feature_model(load_keras(Path(models_dir) / "classifier" / "classifier.keras"))
+    largest = max(len(images), params.generated)  # the most images one predict call gets
+    for part in (classifier, model.encoder, model.decoder):
+        require_batch_fits(part, params.batch_size, largest, "evaluate.batch_size", False)
+    scorer = Scorer(
+        classifier, params.batch_size, saved.features, _kid_rng(seed, name), saved.radii
+    )
+    log.info("%s on %d test images, %d generated", name, len(images), params.generated)
+    metrics: dict[str, Any] = {
+        "test": evaluate_model(
+            model,
+            images,
+            scorer,
+            generated=params.generated,
+            batch_size=params.batch_size,
+            seed=seed,
+            anchors=saved.anchors,
+        )
+    }
+    require_finite(metrics)
+    run = _log(model.run, params, seed, metrics, images, labels, data_dir, digest)
+    shares = metrics["test"]["generation"].pop("class_shares")
+    write_json(out_path, {"metrics": metrics, "class_shares": shares, "run": run})
+    return metrics
+
+
+def _log(
+    record: dict[str, Any],
+    params: EvaluateParams,
+    seed: int,
+    metrics: dict[str, Any],
+    images: np.ndarray,
+    labels: np.ndarray,
+    data_dir: str | os.PathLike[str],
+    digest: str,
+) -> dict[str, str] | None:
+    """The evaluation run of the training run `record` names, with the test set as its
+    dataset (`log_evaluation`)."""
+    test_set = split_datasets({"test": (images, labels)}, data_dir, digest)
+    return log_evaluation(record, params.model_dump(), seed, flatten(metrics), test_set, digest)
 
 
 def bce_anchors(images: np.ndarray, train_images: np.ndarray) -> tuple[float, float]:

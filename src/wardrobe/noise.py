@@ -5,13 +5,15 @@ between two runs exceed that.
     python -m wardrobe.noise summarise REV REV REV [...]
     python -m wardrobe.noise compare [--base REV]
 
-`measure` runs the pipeline once per seed as a DVC experiment (`dvc exp run --temp -S seed=N`,
-named `noise-seed-N`, replacing one of that name at HEAD; the workspace is left as it is),
-then summarises HEAD and those experiments. `summarise` reads the metrics files at each
-revision (a commit, a branch or an experiment's name), checks that their params differ in
-`seed` only, and writes `reports/noise.json`: per metric the values, their standard
-deviation and the tolerance. `compare` sets the workspace's metrics against those committed
-at REV (default HEAD) and prints, in Markdown, which moved beyond their tolerance.
+`measure` runs the sweep sweeps/noise.yaml (a grid over `seed`, `--seeds` replacing its values)
+on the sweep engine, as `make sweep` runs any sweep: one DVC experiment per seed, named
+`noise-seedN`, each in a clone of HEAD, a seed already measured at HEAD not run again; the
+workspace is left as it is. It then summarises HEAD and those experiments. `summarise` reads
+the metrics files at each revision (a commit, a branch or an experiment's name), checks that
+their params differ in `seed` only, and writes `reports/noise.json`: per metric the values,
+their standard deviation and the tolerance. `compare` sets the workspace's metrics against
+those committed at REV (default HEAD) and prints, in Markdown, which moved beyond their
+tolerance.
 
 A metric's tolerance bounds the difference between two runs that differ only by chance:
 t * sqrt(2) * s, where s is the metric's standard deviation over the n measured runs and t is
@@ -28,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,9 +51,7 @@ PARAMS = "params.yaml"
 CONFIDENCE = 0.99
 REL_FLOOR = 1e-6  # of the value: the arithmetic of another CPU, where runs do not vary at all
 ABS_FLOOR = 1e-12
-EXPERIMENT = "noise-seed-{seed}"
-# What the experiments run: the same set as ci/retrain.sh's retrain trigger.
-DEFAULT_SEEDS = (1, 2, 3, 4)
+SWEEP = Path("sweeps/noise.yaml")
 
 
 class NoiseError(WardrobeError):
@@ -69,32 +68,36 @@ def numbers(tree: Mapping[str, Any]) -> dict[str, float]:
 
 
 def resolve(root: Path, rev: str) -> str:
-    """The commit of a Git revision or of a DVC experiment's name."""
+    """The commit of a Git revision or of a DVC experiment's name (as `dvc exp list
+    --all-commits` lists them: where one name is an experiment of several baselines, HEAD's,
+    as DVC itself prefers)."""
     found = git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     if found.returncode == 0:
         return found.stdout.strip()
-    # DVC keeps each experiment as refs/exps/<baseline[:2]>/<baseline[2:]>/<name>.
-    refs = git(root, "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps/")
-    found = dict(line.split() for line in refs.stdout.splitlines())
-    matches = [commit for ref, commit in found.items() if ref.endswith(f"/{rev}")]
-    if len(matches) > 1:  # one per baseline: HEAD's, as DVC itself prefers
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        listed = repo.experiments.ls(all_commits=True)
+    matches = {
+        baseline: commit
+        for baseline, experiments in listed.items()
+        for name, commit in experiments
+        if name == rev and commit
+    }
+    if len(matches) > 1:
         head = git(root, "rev-parse", "HEAD").stdout.strip()
-        matches = [c for ref, c in found.items() if ref == _experiment_ref(head, rev)] or matches
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
+        if head in matches:
+            return matches[head]
         raise NoiseError(
             f"{rev!r} names {len(matches)} DVC experiments (of different baselines); pass the "
             "commit of the one you mean (`dvc exp show` lists them)"
         )
+    if matches:
+        return next(iter(matches.values()))
     raise NoiseError(
         f"{rev!r} is neither a commit nor a DVC experiment here; check the name "
         "(`dvc exp list`, `git log`)"
     )
-
-
-def _experiment_ref(baseline: str, name: str) -> str:
-    return f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}"
 
 
 def read_at(root: Path, commit: str, path: str) -> str | None:
@@ -349,8 +352,13 @@ def report(
     return "\n".join(lines)
 
 
-def measure(root: Path, seeds: Sequence[int]) -> list[str]:
-    """Run the pipeline once per seed as a DVC experiment in a temporary copy; their names."""
+def measure(
+    root: Path, seeds: Sequence[int] | None = None, parallel: int | None = None
+) -> list[str]:
+    """Run the noise sweep (sweeps/noise.yaml, its seeds replaced by `seeds` when given) on
+    the sweep engine; the experiments' names."""
+    from wardrobe.sweep import engine, spec
+
     differ = changed(root, PIPELINE)
     if differ:
         raise NoiseError(
@@ -358,24 +366,16 @@ def measure(root: Path, seeds: Sequence[int]) -> list[str]:
             "changes, HEAD's committed metrics do not; commit them with their `dvc repro` "
             "results (or stash them), then measure"
         )
-    head = git(root, "rev-parse", "HEAD").stdout.strip()
-    names = []
-    for seed in seeds:
-        name = EXPERIMENT.format(seed=seed)
-        # A measurement made before at this commit is replaced (DVC refuses a name twice per
-        # baseline). Not `--force`, which would re-run every stage, fetch included: unchanged
-        # stages are skipped, and DVC's run cache restores a seed already trained.
-        git(root, "update-ref", "-d", _experiment_ref(head, name))
-        print(f"noise: seed {seed}: dvc exp run --temp (experiment {name})", file=sys.stderr)
-        cmd = ["dvc", "exp", "run", "--temp", "--name", name, "-S", f"seed={seed}"]
-        done = subprocess.run(cmd, cwd=root, check=False)
-        if done.returncode != 0:
-            raise NoiseError(
-                f"`{' '.join(cmd)}` failed (exit {done.returncode}; its output is above); fix "
-                "the cause and run make noise again"
-            )
-        names.append(name)
-    return names
+    grid = {"seed": list(seeds)} if seeds else None
+    sweep = spec.load(root / SWEEP, root / PARAMS, grid=grid)
+    outcomes = engine.run(root, sweep, parallel)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        raise NoiseError(
+            f"{', '.join(f'{o.point} ({o.error})' for o in failed)} failed; fix the cause and "
+            "run make noise again (the seeds measured are kept)"
+        )
+    return [point.name for point in sweep.points]
 
 
 def write_summary(root: Path, revs: Sequence[str], out: Path) -> None:
@@ -396,7 +396,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("measure", help="run other seeds as experiments, then summarise")
-    run.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))
+    run.add_argument("--seeds", type=int, nargs="+", help=f"instead of {SWEEP}'s seeds")
+    run.add_argument("--parallel", type=int, help="experiments at once (default: the cores)")
     run.add_argument("--out", type=Path, default=NOISE)
     summ = sub.add_parser("summarise", help="write the noise file from runs already made")
     summ.add_argument("revs", nargs="+", help="commits or DVC experiment names")
@@ -407,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     root = project_root()
     if args.command == "measure":
-        write_summary(root, ["HEAD", *measure(root, args.seeds)], args.out)
+        write_summary(root, ["HEAD", *measure(root, args.seeds, args.parallel)], args.out)
     elif args.command == "summarise":
         write_summary(root, args.revs, args.out)
     else:

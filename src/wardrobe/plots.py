@@ -1,21 +1,19 @@
-"""The plots stage: the lecture's figures of both trained models, as PNG files under
-reports/figures/<model>/ (DVC plots), logged as artifacts (`figures/`) of the MLflow runs that
-trained the models. What each figure shows is drawn by `figures`; this module computes it."""
+"""The plots stage: the lecture's figures of one trained model, as PNG files under
+reports/figures/<model>/ (DVC plots), logged as artifacts (`figures/`) of the model's
+evaluation run. What each figure shows is drawn by `figures`; this module computes it."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from scipy.stats import norm
 
+from wardrobe.collect import read_evaluation
 from wardrobe.dataset import load_split
-from wardrobe.errors import DataError
 from wardrobe.figures import (
     MODEL_TITLES,
     generated_figure,
@@ -39,45 +37,27 @@ log = logging.getLogger(__name__)
 def plot(
     params: PlotsParams,
     seed: int,
+    name: str,
     models_dir: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    runs_path: str | os.PathLike[str],
+    evaluation_path: str | os.PathLike[str],
 ) -> list[Path]:
-    """Draw every figure of the AE and the VAE into out_dir/ae and out_dir/vae, each
-    directory logged into its model's evaluation run (runs_path, written by evaluate); both
-    directories are replaced only once every figure is drawn and logged. Returns the paths."""
+    """Draw every figure of one model (`name`: ae or vae) into out_dir, logged into the
+    model's evaluation run (evaluation_path, written by `evaluate@<name>`); out_dir is
+    replaced only once every figure is drawn and logged. Returns the paths."""
     check_store()  # fail before the work, not after
-    runs = read_evaluation_runs(runs_path)
+    run = read_evaluation(evaluation_path, f"evaluate@{name}")["run"]
     images, labels = load_split(Path(data_dir) / "test.npz")
-    models = {name: load_trained(models_dir, name) for name in ("ae", "vae")}
-    drawn: dict[str, list[Path]] = {}
-    with contextlib.ExitStack() as writing, contextlib.ExitStack() as swaps:
-        for name, model in models.items():  # each directory swaps in when `swaps` ends
-            staging = swaps.enter_context(atomic_dir(Path(out_dir) / name))
-            drawn[name] = draw_model_figures(model, images, labels, params, seed, staging)
-            if runs.get(name):  # None: the store lacks the training run; files only
-                log_to_recorded_run(runs[name], artifacts=staging, artifact_path="figures")
-        writing.enter_context(uninterrupted("writing the figures"))  # both swaps, whole
-    written = []
-    for name, paths in drawn.items():
-        out = Path(out_dir) / name
-        log.info("%s: %s written to %s", name, ", ".join(p.name for p in paths), out)
-        written += [out / p.name for p in paths]
-    return written
-
-
-def read_evaluation_runs(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """{model: {"run_id", "run_name"} or None}, as evaluate wrote it."""
-    try:
-        runs = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        raise DataError(f"{path}: missing or unreadable; run `dvc repro evaluate`") from None
-    if not isinstance(runs, dict) or not all(
-        r is None or (isinstance(r, dict) and "run_id" in r) for r in runs.values()
-    ):
-        raise DataError(f"{path}: not what evaluate writes; run `dvc repro evaluate`")
-    return runs
+    model = load_trained(models_dir, name)
+    with contextlib.ExitStack() as writing, atomic_dir(out_dir) as staging:  # swaps in at the end
+        drawn = draw_model_figures(model, images, labels, params, seed, staging)
+        if run:  # None: the store lacks the training run; files only
+            log_to_recorded_run(run, artifacts=staging, artifact_path="figures")
+        writing.enter_context(uninterrupted("writing the figures"))  # the swap, whole
+    out = Path(out_dir)
+    log.info("%s: %s written to %s", name, ", ".join(p.name for p in drawn), out)
+    return [out / p.name for p in drawn]
 
 
 def grid_axes(model: TrainedModel, z: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

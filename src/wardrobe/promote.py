@@ -50,7 +50,7 @@ GATE = {
 }
 # What must be as committed: the models are then the ones the commit's dvc.lock describes.
 COMMITTED = ("dvc.lock", "params.yaml", "dvc.yaml", "pipeline", "src")
-STAGES = ("train_ae", "train_vae", "train_classifier", "evaluate")
+STAGES = ("train_ae", "train_vae", "train_classifier", "reference", "evaluate", "collect")
 NOISE = Path("reports/noise.json")
 RUNS = Path("reports/evaluation_runs.json")
 # Version tags
@@ -220,12 +220,13 @@ def promote_model(
     """Register, move `candidate`, gate `champion` for one model; return (its table, the
     line saying what moved and why)."""
     record = _read_json(root / "models" / model / "run.json", f"run `dvc repro train_{model}`")
-    runs = _read_json(root / RUNS, "run `dvc repro evaluate`")
+    runs = _read_json(root / RUNS, "run `dvc repro collect`")
     evaluation = (runs.get(model) or {}).get("run_id")
     if not evaluation:
         raise PromotionError(
             f"{RUNS} names no evaluation run of {model} in {client.tracking_uri}; run "
-            "`dvc repro -f evaluate` against this store, commit dvc.lock, then make promote"
+            f"`dvc repro -f -s evaluate@{model}` against this store, then `dvc repro`, commit "
+            "dvc.lock, then make promote"
         )
     name = registered_name(model)
     tags = {
@@ -248,8 +249,8 @@ def promote_model(
             raise PromotionError(f"{NOISE} has no tolerance for {key}; measure it (make noise)")
         if metric not in candidate_metrics:
             raise PromotionError(
-                f"evaluation run {version.tags[EVAL_TAG]} has no {metric}; run `dvc repro -f "
-                "evaluate`, commit dvc.lock, then make promote"
+                f"evaluation run {version.tags[EVAL_TAG]} has no {metric}; run `dvc repro -f -s "
+                f"evaluate@{model}`, then `dvc repro`, commit dvc.lock, then make promote"
             )
         rows.append(
             Row(metric, champion_metrics.get(metric), candidate_metrics[metric],

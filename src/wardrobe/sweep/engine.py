@@ -305,7 +305,7 @@ def run(
     """Run every point of `sweep` not yet on the git remote; write reports/sweeps/<name>.json
     (every point's params, status and metrics) and return the outcomes."""
     commit = require_committed(root, sweep)
-    order = waits(sweep.points, stage_params(root / "dvc.yaml"))
+    order = waits(sweep.points, stage_params(root))
     address = address or os.environ.get("RAY_ADDRESS") or None
     place = cluster_place(root, address, commit) if address else local_place(root)
     ray_token(root)

@@ -16,22 +16,32 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from wardrobe.sweep.spec import Point
 
 
-def stage_params(dvc_yaml: Path) -> dict[str, tuple[str, ...]]:
+def stage_params(root: Path) -> dict[str, tuple[str, ...]]:
     """Each stage's params entries (`ae`, `preprocess.limit_train`, `seed`), those of the
-    stages upstream of it included: a stage is upstream when one of its outputs is a dep."""
-    stages: Mapping[str, Any] = yaml.safe_load(dvc_yaml.read_text())["stages"]
-    own = {name: _entries(stage.get("params", [])) for name, stage in stages.items()}
-    outs = {name: _paths(stage) for name, stage in stages.items()}
+    stages upstream of it included: a stage is upstream when one of its outputs is a dep. The
+    stages are root's dvc.yaml as DVC resolves it (`foreach` expanded: `evaluate@vae`)."""
+    from dvc.dependency import ParamsDependency
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        resolved = list(repo.index.stages)
+    own = {
+        stage.name: [key for dep in stage.deps if isinstance(dep, ParamsDependency)
+                     for key in dep.params]
+        for stage in resolved
+    }  # fmt: skip
+    deps = {
+        stage.name: [dep.def_path for dep in stage.deps if not isinstance(dep, ParamsDependency)]
+        for stage in resolved
+    }
+    outs = {stage.name: [out.def_path for out in stage.outs] for stage in resolved}
 
     def upstream(name: str, seen: set[str]) -> set[str]:
-        for dep in stages[name].get("deps", []):
+        for dep in deps[name]:
             for other, paths in outs.items():
                 if other not in seen and any(_within(dep, p) for p in paths):
                     seen.add(other)
@@ -40,7 +50,7 @@ def stage_params(dvc_yaml: Path) -> dict[str, tuple[str, ...]]:
 
     return {
         name: tuple(sorted({e for s in {name} | upstream(name, set()) for e in own[s]}))
-        for name in stages
+        for name in own
     }
 
 
@@ -57,26 +67,6 @@ def waits(points: Sequence[Point], stages: Mapping[str, Sequence[str]]) -> dict[
             if owner != point.name:
                 found[point.name].add(owner)
     return found
-
-
-def _entries(params: Sequence[Any]) -> list[str]:
-    """dvc.yaml's `params:` list: keys of params.yaml, or {file: [keys]} mappings."""
-    entries: list[str] = []
-    for item in params:
-        if isinstance(item, str):
-            entries.append(item)
-        elif isinstance(item, Mapping):
-            for keys in item.values():
-                entries.extend(keys or [])
-    return entries
-
-
-def _paths(stage: Mapping[str, Any]) -> list[str]:
-    return [
-        next(iter(out)) if isinstance(out, Mapping) else str(out)
-        for kind in ("outs", "metrics", "plots")
-        for out in stage.get(kind, [])
-    ]
 
 
 def _within(dep: str, out: str) -> bool:

@@ -141,9 +141,14 @@ def _axes(grid: Any, where: str) -> tuple[Axis, ...]:
     return tuple(axes)
 
 
-def load(path: str | Path, params_path: str | Path = "params.yaml") -> Sweep:
-    """The sweep in `path`, every point's params validated against `params_path`; SweepError
-    (or ParamsError, naming the point) with one line otherwise."""
+def load(
+    path: str | Path,
+    params_path: str | Path = "params.yaml",
+    grid: Mapping[str, Any] | None = None,
+) -> Sweep:
+    """The sweep in `path` (its grid replaced by `grid` when given), every point's params
+    validated against `params_path`; SweepError (or ParamsError, naming the point) with one
+    line otherwise."""
     path = Path(path)
     where = str(path)
     try:
@@ -168,7 +173,7 @@ def load(path: str | Path, params_path: str | Path = "params.yaml") -> Sweep:
     fixed = raw.get("set") or {}
     if not isinstance(fixed, dict):
         raise SweepError(f"{where}: set must be a mapping of params keys to values")
-    axes = _axes(raw.get("grid"), where)
+    axes = _axes(dict(grid) if grid is not None else raw.get("grid"), where)
     clash = sorted(set(fixed) & {k for a in axes for k in a.keys})
     if clash:
         raise SweepError(f"{where}: {clash[0]} is in set: and in the grid; keep one")
