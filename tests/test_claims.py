@@ -80,3 +80,20 @@ def test_a_results_file_without_the_claims_axes_is_one_line(tmp_path):
         ClaimsError, match=r"not found; run `make sweep SWEEP=sweeps/claims\.yaml`"
     ):
         load_points(tmp_path / "missing.json")
+
+
+def test_the_readme_section_reads_the_claims_and_links_their_figures(tmp_path):
+    """`make results`' part from the claims sweep: the reading and the four figures, drawn
+    into the docs directory and linked relative to the README; nothing without the sweep."""
+    from wardrobe.report import design_space_section
+
+    results = results_file(tmp_path / "claims.json")
+    noise = json.loads((ROOT / "reports" / "noise.json").read_text())
+    docs = tmp_path / "docs" / "figures"
+    text = design_space_section(results, noise, docs, tmp_path)
+    assert text.startswith("### The claims across β and latent size\n")
+    assert reading(load_points(results)) in text
+    for name in ("reconstruction", "ae_gaps", "vae_prior", "generation"):
+        assert f"](docs/figures/claims/{name}.png)" in text
+        assert (docs / "claims" / f"{name}.png").is_file()
+    assert design_space_section(tmp_path / "absent.json", noise, docs, tmp_path) == ""

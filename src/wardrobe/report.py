@@ -39,6 +39,17 @@ KEY_FIGURES = (  # (model, figure, caption)
 )
 
 
+# The claims sweep's results (make sweep SWEEP=sweeps/claims.yaml) and its figures' captions.
+CLAIMS_RESULTS = Path("reports/sweeps/claims.json")
+CLAIMS_FIGURES = {
+    "reconstruction": "Claim 1: test BCE and the share of the gap closed against latent size",
+    "ae_gaps": "Claim 2: the AE's gaps against latent size",
+    "vae_prior": "Claim 3: the VAE's KL from N(0, I), coverage, recall and top-class share "
+    "against β",
+    "generation": "Frechet distance and KID against β",
+}
+
+
 class ReportError(WardrobeError):
     """The metrics or the README cannot be used to write the report."""
 
@@ -311,6 +322,38 @@ def results_section(
     return "\n".join(parts).rstrip("\n")
 
 
+def design_space_section(
+    results: Path, noise: Mapping[str, Any] | None, docs_dir: Path, readme_dir: Path
+) -> str:
+    """The lecture's claims across β and latent size, from the claims sweep's results file:
+    where each holds and where it fails, with numbers (`sweep.claims.reading`), and its
+    figures, drawn into docs_dir/claims with the lecture's point and its band over seeds;
+    empty when the sweep has not been run."""
+    from wardrobe.sweep import claims as sweep_claims
+
+    if not results.is_file():
+        return ""
+    try:
+        points = sweep_claims.load_points(results)
+        drawn = sweep_claims.draw(points, noise, docs_dir / "claims")
+    except sweep_claims.ClaimsError as exc:
+        raise ReportError(str(exc)) from None
+    parts = [
+        "### The claims across β and latent size",
+        "",
+        f"From `{results.as_posix()}` ({len(points)} points of `make sweep "
+        "SWEEP=sweeps/claims.yaml`, at the lecture's training settings). Each figure marks the "
+        "lecture's point (β 500, latent size 2) with one run's 99% band over seeds.",
+        "",
+        sweep_claims.reading(points),
+        "",
+    ]
+    for path in drawn:
+        rel = Path(os.path.relpath(path.resolve(), readme_dir.resolve())).as_posix()
+        parts += [f"![{CLAIMS_FIGURES.get(path.stem, path.stem)}]({rel})", ""]
+    return "\n".join(parts).rstrip("\n")
+
+
 def split_readme(readme: Path) -> tuple[str, str]:
     """The README's text before the results section's begin marker and from its end marker."""
     try:
@@ -347,6 +390,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=Path,
         help="the spreads over seeds (make noise); left out when missing",
     )
+    parser.add_argument(
+        "--sweep",
+        default=CLAIMS_RESULTS,
+        type=Path,
+        help="the claims sweep's results (make sweep SWEEP=sweeps/claims.yaml); left out when "
+        "missing",
+    )
     parser.add_argument("--readme", type=Path, help="rewrite this README's results section")
     args = parser.parse_args(argv)
     metrics, class_shares = read_json(args.metrics), read_json(args.class_shares)
@@ -369,6 +419,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     section = results_section(
         table, args.figures, args.docs, args.readme.parent, reading, noise is not None
     )
+    across = design_space_section(args.sweep, noise, args.docs, args.readme.parent)
+    if across:
+        section += f"\n\n{across}"
+    else:
+        print(
+            f"report: {args.sweep} not found; the claims across β and latent size are left out "
+            "(make sweep SWEEP=sweeps/claims.yaml makes them)",
+            file=sys.stderr,
+        )
     with atomic_file(args.readme) as tmp:
         tmp.write_text(f"{head}{BEGIN}\n{section}\n{tail}")
     print(f"{args.readme}: results section regenerated; figures copied to {args.docs}")
