@@ -289,6 +289,11 @@ def claims(
     return "\n".join([intro, "", *bullets])
 
 
+def _link(path: Path, readme_dir: Path) -> str:
+    """A figure's path as the README links it: relative to the README's directory."""
+    return Path(os.path.relpath(path.resolve(), readme_dir.resolve())).as_posix()
+
+
 def results_section(
     table: str,
     figures_dir: Path,
@@ -316,9 +321,7 @@ def results_section(
         target = docs_dir / f"{model}_{name}.png"
         with atomic_file(target) as tmp:
             shutil.copyfile(source, tmp)
-        rel = Path(os.path.relpath(target.resolve(), readme_dir.resolve())).as_posix()
-        parts.append(f"![{caption}]({rel})")
-        parts.append("")
+        parts += [f"![{caption}]({_link(target, readme_dir)})", ""]
     return "\n".join(parts).rstrip("\n")
 
 
@@ -349,8 +352,7 @@ def design_space_section(
         "",
     ]
     for path in drawn:
-        rel = Path(os.path.relpath(path.resolve(), readme_dir.resolve())).as_posix()
-        parts += [f"![{CLAIMS_FIGURES.get(path.stem, path.stem)}]({rel})", ""]
+        parts += [f"![{CLAIMS_FIGURES.get(path.stem, path.stem)}]({_link(path, readme_dir)})", ""]
     return "\n".join(parts).rstrip("\n")
 
 

@@ -22,36 +22,25 @@ from wardrobe.sweep.spec import Point
 
 def stage_params(root: Path) -> dict[str, tuple[str, ...]]:
     """Each stage's params entries (`ae`, `preprocess.limit_train`, `seed`), those of the
-    stages upstream of it included: a stage is upstream when one of its outputs is a dep. The
-    stages are root's dvc.yaml as DVC resolves it (`foreach` expanded: `evaluate@vae`)."""
+    stages upstream of it included. The stages and what is upstream of each are root's
+    dvc.yaml as DVC resolves it (`foreach` expanded: `evaluate@vae`; its graph's edges run
+    from a stage to those whose outputs it depends on)."""
+    import networkx as nx
     from dvc.dependency import ParamsDependency
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        resolved = list(repo.index.stages)
-    own = {
-        stage.name: [key for dep in stage.deps if isinstance(dep, ParamsDependency)
-                     for key in dep.params]
-        for stage in resolved
-    }  # fmt: skip
-    deps = {
-        stage.name: [dep.def_path for dep in stage.deps if not isinstance(dep, ParamsDependency)]
-        for stage in resolved
-    }
-    outs = {stage.name: [out.def_path for out in stage.outs] for stage in resolved}
-
-    def upstream(name: str, seen: set[str]) -> set[str]:
-        for dep in deps[name]:
-            for other, paths in outs.items():
-                if other not in seen and any(_within(dep, p) for p in paths):
-                    seen.add(other)
-                    upstream(other, seen)
-        return seen
-
-    return {
-        name: tuple(sorted({e for s in {name} | upstream(name, set()) for e in own[s]}))
-        for name in own
-    }
+        graph = repo.index.graph
+        own = {
+            stage: [key for dep in stage.deps if isinstance(dep, ParamsDependency)
+                    for key in dep.params]
+            for stage in graph
+        }  # fmt: skip
+        return {
+            stage.name: tuple(sorted({e for s in {stage} | nx.descendants(graph, stage)
+                                      for e in own[s]}))
+            for stage in graph
+        }  # fmt: skip
 
 
 def waits(points: Sequence[Point], stages: Mapping[str, Sequence[str]]) -> dict[str, set[str]]:
@@ -67,11 +56,6 @@ def waits(points: Sequence[Point], stages: Mapping[str, Sequence[str]]) -> dict[
             if owner != point.name:
                 found[point.name].add(owner)
     return found
-
-
-def _within(dep: str, out: str) -> bool:
-    dep, out = dep.rstrip("/"), out.rstrip("/")
-    return dep == out or dep.startswith(f"{out}/") or out.startswith(f"{dep}/")
 
 
 def _reads(entry: str, key: str) -> bool:
