@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import subprocess
 import sys
 
@@ -45,11 +46,34 @@ def test_the_reading_says_where_each_claim_holds_with_the_numbers(tmp_path):
     points = load_points(results_file(tmp_path / "claims.json", "claims-beta50-z8"))
     assert len(points) == len(BETAS) * len(LATENTS) - 1  # the point without metrics is left out
     text = reading(points).splitlines()
-    assert text[0].startswith("- **Claim 1**")
-    assert "0.2800 at 2, 0.2200 at 8 (falls at every step)" in text[0]
+    assert [line.split("**")[1] for line in text] == [
+        "Claim 1", "Claim 2", "Claim 3 at latent size 2", "Generation at latent size 2",
+        "Claim 3 at latent size 8", "Generation at latent size 8",
+    ]  # fmt: skip
+    assert "AE's test BCE 0.2800 at 2, 0.2200 at 8 (falls at every step)" in text[0]
+    assert text[0].endswith("The AE's BCE is better than the VAE's at 2, 8.")
     assert "samples unlike every test image 8.0% at 2, 2.0% at 8" in text[1]
-    assert text[2].endswith("coverage above the AE's 0.050 at β 5000 (0.060).")
-    assert text[3].startswith("- **Claim 3 at latent size 8**")
+    assert text[1].endswith("above the VAE's at 2; below the VAE's at 8.")
+    assert ("coverage 0.04 at β 50, 0.04 at β 500, 0.06 at β 5000 against the AE's 0.05: "
+            "above the AE's at β 5000; below the AE's at β 50, β 500;") in text[2]  # fmt: skip
+    # latent size 8 has no point at β 50: its curves start at 500
+    assert "coverage 0.04 at β 500, 0.06 at β 5000 against" in text[4]
+
+
+def test_the_reading_counts_only_differences_beyond_the_noise(tmp_path):
+    """With the measured noise, a difference within the bound on two runs' difference (the
+    root mean square of the two models' tolerances) is read as no difference."""
+    points = load_points(results_file(tmp_path / "claims.json"))
+    noise = json.loads((ROOT / "reports" / "noise.json").read_text())
+    tolerances = noise["files"]["reports/metrics.json"]
+    ae, vae = (tolerances[f"{m}.test.generation.coverage"]["tolerance"] for m in ("ae", "vae"))
+    margin = math.sqrt((ae**2 + vae**2) / 2)
+    assert margin > 0.02  # the test's coverages differ by 0.01 and 0.01 from the AE's
+    text = reading(points, noise).splitlines()
+    assert (f"against the AE's 0.05: within the noise (±{margin:.3g}) at β 50, β 500, "
+            "β 5000;") in text[2]  # fmt: skip
+    # the AE's BCE is better by 0.01 at each latent size, beyond both models' noise (< 0.01)
+    assert text[0].endswith("The AE's BCE is better than the VAE's at 2, 8.")
 
 
 def test_the_figures_are_drawn_with_the_lecture_s_point(tmp_path):
@@ -92,7 +116,7 @@ def test_the_readme_section_reads_the_claims_and_links_their_figures(tmp_path):
     docs = tmp_path / "docs" / "figures"
     text = design_space_section(results, noise, docs, tmp_path)
     assert text.startswith("### The claims across β and latent size\n")
-    assert reading(load_points(results)) in text
+    assert reading(load_points(results), noise) in text
     for name in ("reconstruction", "ae_gaps", "vae_prior", "generation"):
         assert f"](docs/figures/claims/{name}.png)" in text
         assert (docs / "claims" / f"{name}.png").is_file()

@@ -348,7 +348,7 @@ def design_space_section(
         "SWEEP=sweeps/claims.yaml`, at the lecture's training settings). Each figure marks the "
         "lecture's point (β 500, latent size 2) with one run's 99% band over seeds.",
         "",
-        sweep_claims.reading(points),
+        sweep_claims.reading(points, noise),
         "",
     ]
     for path in drawn:

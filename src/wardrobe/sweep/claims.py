@@ -102,15 +102,22 @@ def load_points(path: Path) -> list[Point]:
     return points
 
 
-def noise_band(noise: Mapping[str, Any] | None, model: str, key: str) -> float | None:
-    """Half the width of one run's 99% band at the lecture's point: the tolerance (which
-    bounds the difference of two runs) over sqrt(2); None when not measured."""
+def tolerance(noise: Mapping[str, Any] | None, model: str, key: str) -> float:
+    """The 99% bound on the difference of two runs of one metric at the lecture's point
+    (reports/noise.json), or 0 when it was not measured."""
     if noise is None:
-        return None
+        return 0.0
     if key == "generation.unlike_share":  # 1 - precision: precision's spread
         key = "generation.precision"
     entry = noise.get("files", {}).get("reports/metrics.json", {}).get(f"{model}.test.{key}")
-    return None if entry is None else entry["tolerance"] / math.sqrt(2)
+    return 0.0 if entry is None else float(entry["tolerance"])
+
+
+def noise_band(noise: Mapping[str, Any] | None, model: str, key: str) -> float | None:
+    """Half the width of one run's 99% band at the lecture's point: the tolerance (which
+    bounds the difference of two runs) over sqrt(2); None when not measured."""
+    band = tolerance(noise, model, key) / math.sqrt(2)
+    return band or None
 
 
 def at_lecture_beta(points: Sequence[Point]) -> list[Point]:
@@ -196,46 +203,115 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def reading(points: Sequence[Point]) -> str:
-    """Where each claim holds and where it fails, with numbers, in Markdown."""
+def _series(pairs: Sequence[tuple[float, float]], fmt: str, at: str = "") -> str:
+    """'0.253 at 2, 0.214 at 8': values at their axis' points."""
+    return ", ".join(f"{value:{fmt}} at {at}{x:g}" for x, value in pairs)
+
+
+def _steps(pairs: Sequence[tuple[float, float]], tol: float, at: str = "") -> str:
+    """How a curve moves from point to point, a step within tol counting as no move."""
+    words = []
+    for (x0, v0), (x1, v1) in itertools.pairwise(pairs):
+        word = "falls" if v1 < v0 - tol else "rises" if v1 > v0 + tol else "is flat"
+        words.append((word, f"from {at}{x0:g} to {at}{x1:g}"))
+    if not words:
+        return "one point"
+    if len({w for w, _ in words}) == 1:
+        return f"{words[0][0]} at every step"
+    return ", ".join(f"{w} {span}" for w, span in words)
+
+
+def _where(
+    xs: Sequence[float], signs: Sequence[int], words: tuple[str, str], margin: float, at: str = ""
+) -> str:
+    """Where a curve is above (+1), within the noise of (0) and below (-1) a reference, in
+    words: words are what above and below mean ("above the AE's", "below the AE's")."""
+    parts = []
+    for sign, word in ((1, words[0]), (0, f"within the noise (±{margin:.3g})"), (-1, words[1])):
+        hit = [f"{at}{x:g}" for x, v in zip(xs, signs, strict=True) if v == sign]
+        if hit:
+            parts.append(f"{word} at {', '.join(hit)}")
+    return "; ".join(parts)
+
+
+def _beyond(a: float, b: float, margin: float) -> int:
+    """+1 when a is above b by more than margin, -1 when below, 0 when within it."""
+    return 1 if a > b + margin else -1 if a < b - margin else 0
+
+
+def reading(points: Sequence[Point], noise: Mapping[str, Any] | None = None) -> str:
+    """Where each claim holds and where it fails, with numbers, in Markdown. A difference
+    counts when it is beyond the noise measured at the lecture's point (noise.json's
+    tolerances: the 99% bound on two runs' difference, for two models the root mean square
+    of theirs); without noise, every difference counts."""
+
+    def margin(key: str, *models: str) -> float:
+        tols = [tolerance(noise, m, key) for m in (models * 2)[:2]]
+        return math.sqrt((tols[0] ** 2 + tols[1] ** 2) / 2)
+
     latents = sorted({p.latent for p in points})
-    lines = []
-    by_latent = {z: [p for p in points if p.latent == z] for z in latents}
+    by_latent = {z: sorted((p for p in points if p.latent == z), key=lambda p: p.beta)
+                 for z in latents}  # fmt: skip
     at_500 = at_lecture_beta(points)
-    # Claim 1: reconstruction improves with latent size, the AE's at least as good as the VAE's.
-    rows = [(p.latent, p.value("ae", "bce"), p.value("vae", "bce")) for p in at_500]
-    if rows:
-        falls = all(b[1] < a[1] for a, b in itertools.pairwise(rows))
+    lines = []
+    if at_500:
+        zs = [p.latent for p in at_500]
+
+        def curve(model: str, key: str) -> list[tuple[float, float]]:
+            return [(p.latent, p.value(model, key)) for p in at_500]
+
+        def ae_vs_vae(key: str, words: tuple[str, str]) -> str:
+            m = margin(key, "ae", "vae")
+            signs = [_beyond(p.value("ae", key), p.value("vae", key), m) for p in at_500]
+            return _where(zs, signs, words, m)
+
+        worse = ("worse than the VAE's", "better than the VAE's")  # a BCE above is worse
+        bce, gain = ({m: curve(m, k) for m in ("ae", "vae")} for k in ("bce", "bce_gain"))
         lines.append(
-            "- **Claim 1** (more latent dimensions reconstruct better): the AE's test BCE "
-            + ", ".join(f"{ae:.4f} at {z}" for z, ae, _ in rows)
-            + f" ({'falls at every step' if falls else 'does not fall at every step'}); "
-            "the VAE's at β 500 " + ", ".join(f"{vae:.4f} at {z}" for z, _, vae in rows) + "."
+            "- **Claim 1** (a larger latent space reconstructs better, and the AE better than "
+            f"the VAE): the AE's test BCE {_series(bce['ae'], '.4f')} "
+            f"({_steps(bce['ae'], margin('bce', 'ae'))}), closing "
+            f"{_series(gain['ae'], '.1%')} of the gap from the mean image to a perfect one; "
+            f"the VAE's at β 500 {_series(bce['vae'], '.4f')} "
+            f"({_steps(bce['vae'], margin('bce', 'vae'))}), closing "
+            f"{_series(gain['vae'], '.1%')}. The AE's BCE is {ae_vs_vae('bce', worse)}."
         )
-    gaps = ("generation.latent_far_share", "generation.unlike_share")
-    rows = [(p.latent, *(p.value("ae", k) for k in gaps)) for p in at_500]
-    if rows:
+        far, unlike = "generation.latent_far_share", "generation.unlike_share"
+        above = ("above the VAE's", "below the VAE's")
         lines.append(
-            "- **Claim 2** (the AE's latent space has gaps): uniform draws far from every test "
-            "embedding "
-            + ", ".join(f"{far:.1%} at {z}" for z, far, _ in rows)
-            + "; samples unlike every test image "
-            + ", ".join(f"{un:.1%} at {z}" for z, _, un in rows)
-            + "."
+            "- **Claim 2** (the AE's latent space has gaps, so uniform draws often decode to "
+            "poor images): the AE's uniform draws far from every test embedding "
+            f"{_series(curve('ae', far), '.1%')} ({_steps(curve('ae', far), margin(far, 'ae'))})"
+            f" against the VAE's {_series(curve('vae', far), '.1%')} at β 500: "
+            f"{ae_vs_vae(far, above)}. The AE's samples unlike every test image "
+            f"{_series(curve('ae', unlike), '.1%')} against the VAE's "
+            f"{_series(curve('vae', unlike), '.1%')}: {ae_vs_vae(unlike, above)}."
         )
     for z, ps in by_latent.items():
-        ps = sorted(ps, key=lambda p: p.beta)
-        ae_cov = ps[0].value("ae", "generation.coverage")
-        better = [p for p in ps if p.value("vae", "generation.coverage") > ae_cov]
+
+        def against_ae(key: str, ps: Sequence[Point] = ps) -> str:
+            values = [(p.beta, p.value("vae", key)) for p in ps]
+            ae, m = ps[0].value("ae", key), margin(key, "vae", "ae")
+            signs = [_beyond(v, ae, m) for _, v in values]
+            where = _where([b for b, _ in values], signs, ("above the AE's", "below the AE's"),
+                           m, "β ")  # fmt: skip
+            return f"{_series(values, '.3g', 'β ')} against the AE's {ae:.3g}: {where}"
+
+        kl = "latent.kl_from_standard_normal"
+        kls = [(p.beta, p.value("vae", kl)) for p in ps]
         lines.append(
-            f"- **Claim 3 at latent size {z}** (the VAE's prior fills the space): KL from "
-            "N(0, I) " + ", ".join(f"{p.value('vae', 'latent.kl_from_standard_normal'):.3g} at "
-                                   f"β {p.beta:g}" for p in ps)
-            + f"; coverage above the AE's {ae_cov:.3f} at "
-            + (", ".join(f"β {p.beta:g} ({p.value('vae', 'generation.coverage'):.3f})"
-                         for p in better) or "no β")
-            + "."
-        )  # fmt: skip
+            f"- **Claim 3 at latent size {z}** (the KL term keeps the VAE's codes near N(0, I), "
+            "so that its samples cover the data and favour no class): the KL of its codes' "
+            f"fitted Gaussian from N(0, I) {against_ae(kl)} (as β grows, it "
+            f"{_steps(kls, margin(kl, 'vae'), 'β ')}); coverage "
+            f"{against_ae('generation.coverage')}; recall {against_ae('generation.recall')}; "
+            f"the top class's share of the samples {against_ae('generation.top_class_share')} "
+            "(even: 10%)."
+        )
+        lines.append(
+            f"- **Generation at latent size {z}**: Frechet distance "
+            f"{against_ae('generation.frechet_distance')}; KID {against_ae('generation.kid')}."
+        )
     return "\n".join(lines)
 
 
@@ -249,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     noise = json.loads(args.noise.read_text()) if args.noise.is_file() else None
     for path in draw(points, noise, args.out):
         print(f"claims: {path} written")
-    print(reading(points))
+    print(reading(points, noise))
 
 
 if __name__ == "__main__":
