@@ -5,6 +5,7 @@ neither lost, each run holding its own point's params; the same sweep again runs
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from conftest import (
     ROOT,
     TINY_RUN,
     commit,
+    dvc,
     free_port,
     project_repo,
     repo_env,
@@ -154,16 +156,22 @@ def test_a_point_waits_for_the_earlier_points_that_first_compute_its_stages(tmp_
 
 
 POINTS = ("t-beta7", "t-beta3000", "t-beta50")
+VAE_ONLY = ("train_vae", "evaluate@vae", "collect", "plots@vae")
 
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     """A committed tiny project with a three-point sweep over vae.beta, run with --parallel 2:
-    the first point alone, then the other two at once."""
+    the first point alone, then the other two at once. Its dvc.lock holds the data stages and
+    the AE as another machine ran them, their outputs not in this cache (a fresh clone's
+    case): stages that match the lock, whose outputs are not here."""
     repo = project_repo(tmp_path_factory.mktemp("sweep") / "project")
     write_params(repo, repo / "params.yaml", **TINY_RUN)
     write_sweep(repo, "name: t\ngrid:\n  vae.beta: [7, 3000, 50]\n")
-    commit(repo, "a tiny pipeline and its sweep")
+    ran = dvc(repo, "repro", "train_ae")
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    commit(repo, "a tiny pipeline, its data and AE, and its sweep")
+    shutil.rmtree(repo / ".dvc" / "cache")
     return repo, sweep_cli(repo, "run", "sweeps/s.yaml", "--parallel", "2")
 
 
@@ -195,6 +203,8 @@ def test_a_local_sweep_runs_its_points_at_once_and_keeps_every_one(swept):
             "train_vae", "evaluate@vae", "plots@vae",
         ], later["ran"]  # fmt: skip
         assert not {"reference", "evaluate@ae", "plots@ae"} & set(later["ran"]), later["ran"]
+        # the stages the lock names come from the first point's run, not run again
+        assert set(later["ran"]) <= {"fetch", *VAE_ONLY}, later["ran"]
     assert [p["params"]["vae.beta"] for p in (first, second, third)] == [7, 3000, 50]
     # Both experiments are in the project, each with its own params and metrics.
     exps = shown_experiments(repo)
@@ -250,6 +260,32 @@ def test_the_same_sweep_again_runs_nothing(swept):
     assert {p: o["status"] for p, o in after.items()} == dict.fromkeys(POINTS, "skipped")
     for point in POINTS:
         assert after[point]["metrics"] == before[point]["metrics"] != {}, point
+
+
+@pytest.mark.slow
+def test_a_failing_point_is_one_line_while_the_others_finish(swept):
+    """A point whose trial fails (its classifier is below the gate the point sets) is reported
+    with its stage's one-line error; the other point finishes and keeps its experiment, and the
+    sweep exits 1 naming the point that failed."""
+    repo, first = swept
+    assert first.returncode == 0
+    path = write_sweep(repo, "name: f\ngrid:\n  classifier.min_accuracy: [1.0, 0.0]\n")
+    commit(repo, "a sweep with a point the classifier's gate refuses", "sweeps/s.yaml")
+    bad, good = (p.name for p in spec.load(path, repo / "params.yaml").points)
+    done = sweep_cli(repo, "run", "sweeps/s.yaml", "--parallel", "2", timeout=600)
+    assert done.returncode == 1, done.stderr[-3000:]
+    lines = done.stderr.splitlines()
+    print("\n".join(x for x in lines if x.startswith("sweep: ")))
+    [failed] = [x for x in lines if x.startswith(f"sweep: {bad} failed on node ")]
+    assert "train_classifier" in failed and "is below classifier.min_accuracy 1; train longer" in (
+        failed
+    ), failed
+    assert any(x.startswith(f"sweep: {good} done on node ") for x in lines), done.stderr
+    assert f"sweep: error: 1 of 2 points failed: {bad}" in lines, done.stderr
+    results = json.loads((repo / "reports" / "sweeps" / "f.json").read_text())
+    assert {p["point"]: p["status"] for p in results["points"]} == {bad: "failed", good: "done"}
+    exps = shown_experiments(repo)
+    assert good in exps and bad not in exps, sorted(exps)
 
 
 def test_a_sweep_of_uncommitted_changes_is_refused_before_anything_runs(tmp_path):

@@ -162,6 +162,12 @@ def run_trial(trial: Trial, node: str | None = None) -> Outcome:
                 if endpoint:
                     _run([dvc, "remote", "modify", "--local", "sweep", "endpointurl", endpoint],
                          clone, env, "dvc remote modify")  # fmt: skip
+        # A stage whose deps and params match the commit's dvc.lock is restored only from the
+        # outputs that lock names; when they are not in the cache (a fresh clone, a new node),
+        # DVC runs the stage again, even when its run cache holds the same stage run by an
+        # earlier trial (dvc/stage/cache.py, StageCache.restore). Without the lock, every
+        # stage is looked up in the run cache; `dvc exp run` writes the lock anew.
+        (clone / "dvc.lock").unlink(missing_ok=True)
         # --pull: what a stage reads, and what the run cache restores, comes from the remote
         pull = [] if trial.cache_dir else ["--pull"]
         done = _run([dvc, "exp", "run", *pull, "-n", trial.point, *trial.set_args], clone, env,
