@@ -58,6 +58,10 @@ BY_BETA = {
 }  # fmt: skip
 
 
+# Metrics that span orders of magnitude across the grid (the VAE's KL near 0, the AE's ~100)
+LOG_Y = {"latent.kl_from_standard_normal"}
+
+
 class ClaimsError(WardrobeError):
     """The sweep's results cannot be drawn."""
 
@@ -142,8 +146,7 @@ def draw(points: Sequence[Point], noise: Mapping[str, Any] | None, out: Path) ->
     by_latent = at_lecture_beta(points) or sorted(
         {p.latent: p for p in points}.values(), key=lambda p: p.latent
     )
-    colours = dict(zip(latents, plt.get_cmap("viridis")(
-        [i / max(len(latents) - 1, 1) for i in range(len(latents))]), strict=True))  # fmt: skip
+    colours = {z: f"C{i % 10}" for i, z in enumerate(latents)}  # matplotlib's cycle
     written = []
     for name, (title, panels) in BY_LATENT.items():
         fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5),
@@ -175,6 +178,8 @@ def draw(points: Sequence[Point], noise: Mapping[str, Any] | None, out: Path) ->
                     ax.axhline(ae, color=colours[latent], linestyle="--", linewidth=1,
                                label=f"AE, latent {latent}")  # fmt: skip
             _mark_lecture(ax, lecture, noise, "vae", key, LECTURE[BETA])
+            if key in LOG_Y:
+                ax.set_yscale("log")
             ax.set_xscale("log")
             ax.set_xticks(betas, [f"{b:g}" for b in betas])
             ax.set_xlabel("β (weight of the reconstruction term)")
@@ -209,16 +214,21 @@ def _series(pairs: Sequence[tuple[float, float]], fmt: str, at: str = "") -> str
 
 
 def _steps(pairs: Sequence[tuple[float, float]], tol: float, at: str = "") -> str:
-    """How a curve moves from point to point, a step within tol counting as no move."""
-    words = []
+    """How a curve moves from point to point, a step within tol counting as no move; runs
+    of steps that move the same way are told as one ("is flat from β 50 to β 1500, rises
+    from β 1500 to β 5000")."""
+    runs: list[list] = []  # [word, from, to]
     for (x0, v0), (x1, v1) in itertools.pairwise(pairs):
         word = "falls" if v1 < v0 - tol else "rises" if v1 > v0 + tol else "is flat"
-        words.append((word, f"from {at}{x0:g} to {at}{x1:g}"))
-    if not words:
+        if runs and runs[-1][0] == word:
+            runs[-1][2] = x1
+        else:
+            runs.append([word, x0, x1])
+    if not runs:
         return "one point"
-    if len({w for w, _ in words}) == 1:
-        return f"{words[0][0]} at every step"
-    return ", ".join(f"{w} {span}" for w, span in words)
+    if len(runs) == 1:
+        return f"{runs[0][0]} at every step"
+    return ", ".join(f"{w} from {at}{a:g} to {at}{b:g}" for w, a, b in runs)
 
 
 def _where(
