@@ -97,6 +97,7 @@ def cluster(stack: Stack, tmp_path_factory):
     make = [*MAKE_IN_COPY, "-o", f"{VENV_BIN.parent}/.sweep-installed"]
     up = subprocess.run([*make, "cluster"], cwd=repo, env=env, capture_output=True, text=True,
                         timeout=300)  # fmt: skip
+    client: dict[str, str] = {}
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         exports = [line.removeprefix("export ") for line in (state / "env").read_text().split("\n")
@@ -105,8 +106,10 @@ def cluster(stack: Stack, tmp_path_factory):
         assert client["RAY_AUTH_MODE"] == "token" and Path(client["RAY_AUTH_TOKEN_PATH"]).is_file()
         yield repo, client
     finally:
-        down = subprocess.run([*make, "cluster-down"], cwd=repo, env=env, capture_output=True,
-                              text=True, timeout=120)  # fmt: skip
+        # from a shell that sourced .cluster/env, as the docs say: the client's own processes
+        # (this make, its shell) hold the token's path too, and are not the cluster's to stop
+        down = subprocess.run([*make, "cluster-down"], cwd=repo, env={**env, **client},
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
     assert down.returncode == 0 and "cluster: stopped" in down.stderr, down.stderr
     token = client["RAY_AUTH_TOKEN_PATH"].encode()
     left = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))

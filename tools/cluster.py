@@ -8,8 +8,10 @@ State in CLUSTER_DIR (default .cluster/, 0700): the token (0600, generated at th
 and `env` (0600), which gives a client the cluster: `source .cluster/env` sets RAY_ADDRESS,
 RAY_AUTH_MODE and RAY_AUTH_TOKEN_PATH (the token travels by its path, never on a command line
 or in an environment). The head runs no tasks (0 CPUs) and no dashboard; each worker node
-offers one CPU. `down` stops exactly this cluster's processes (those holding its token's path),
-not other Ray processes on the machine.
+offers one CPU. `down` stops exactly this cluster's processes: those its `ray start` commands
+started, marked by WARDROBE_CLUSTER_NODE (this state directory) in their environment. Not other
+Ray processes on the machine, and not its clients, which hold the token's path too (a shell
+that sourced `.cluster/env`, the `make cluster-down` it runs).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from wardrobe.ports import require_free_port  # noqa: E402
 from wardrobe.processes import environment_tool  # noqa: E402
 
 START_TIMEOUT_S = 60
+NODE_MARK = "WARDROBE_CLUSTER_NODE"  # in the environment of the nodes' processes only
 
 
 def fail(line: str) -> None:
@@ -65,9 +68,10 @@ def ray_env(token: Path) -> dict[str, str]:
             "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
 
 
-def ours(token: Path) -> list[int]:
-    """The pids of this cluster's processes: those whose environment names its token."""
-    marker = f"RAY_AUTH_TOKEN_PATH={token}".encode()
+def ours(state: Path) -> list[int]:
+    """The pids of this cluster's processes: those whose environment carries its node mark
+    (what its `ray start` commands started, and what those start in turn)."""
+    marker = f"{NODE_MARK}={state}".encode()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -104,7 +108,7 @@ def up(workers: int, port: int) -> None:
     token = token_path(state)
     env = ray_env(token)
     address = f"127.0.0.1:{port}"
-    if ours(token):
+    if ours(state):
         say(f"already running at {address}; make cluster-down stops it")
         return
     try:
@@ -115,10 +119,12 @@ def up(workers: int, port: int) -> None:
     (state / "temp-dir").write_text(str(temp))
     log = state / "cluster.log"
     common = ["--temp-dir", str(temp), "--disable-usage-stats"]
+    nodes = {**env, NODE_MARK: str(state)}  # what `down` stops: the nodes, not their clients
     start(["--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=0",
-           "--include-dashboard=false", *common], env, "the Ray head", log)  # fmt: skip
+           "--include-dashboard=false", *common], nodes, "the Ray head", log)  # fmt: skip
     for i in range(workers):
-        start([f"--address={address}", "--num-cpus=1", *common], env, f"worker node {i + 1}", log)
+        start([f"--address={address}", "--num-cpus=1", *common], nodes, f"worker node {i + 1}",
+              log)  # fmt: skip
     deadline = time.monotonic() + START_TIMEOUT_S
     while alive_nodes(address, env) < workers + 1:
         if time.monotonic() > deadline:
@@ -135,14 +141,13 @@ def up(workers: int, port: int) -> None:
 
 def down() -> None:
     state = state_dir()
-    token = state / "token"
-    pids = ours(token) if token.exists() else []
+    pids = ours(state)
     for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + wait
-        while (pids := ours(token)) and time.monotonic() < deadline:
+        while (pids := ours(state)) and time.monotonic() < deadline:
             time.sleep(0.2)
         if not pids:
             break
