@@ -266,9 +266,9 @@ def test_measure_runs_each_seed_as_an_experiment_and_leaves_the_workspace(retrai
         ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True
     ).stdout
     # (and the sweep's own results file, reports/sweeps/noise.json)
-    assert after.replace("?? reports/noise.json\n", "").replace("?? reports/sweeps/\n", "") == (
-        before
-    )
+    assert after.replace("?? reports/noise.json\n", "").replace(
+        "?? reports/sweeps/noise.json\n", ""
+    ) == (before)
     assert yaml.safe_load((repo / "params.yaml").read_text())["seed"] == 42
     # The measured tolerances weigh the workspace against HEAD: nothing moved.
     compared = run_noise(repo, "compare")

@@ -218,7 +218,7 @@ def test_a_local_sweep_runs_its_points_at_once_and_keeps_every_one(swept):
     # The workspace is the commit's: the sweep changed nothing but its results file.
     status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True,
                             text=True).stdout  # fmt: skip
-    assert status.strip() == "?? reports/sweeps/", status
+    assert status.strip() == "?? reports/sweeps/t.json", status
 
 
 @pytest.mark.slow
@@ -318,7 +318,7 @@ def test_a_bad_sweep_file_stops_make_sweep_before_anything_runs(tmp_path):
         "sweep: error: sweeps/s.yaml (point s-betta7): vae.betta is not a known key (known: "
         "batch_size, beta, deterministic, epochs, filters, latent_dim, learning_rate), got 7"
     ]
-    assert not (repo / ".sweep").exists() and not (repo / "reports" / "sweeps").exists()
+    assert not (repo / ".sweep").exists() and not (repo / "reports" / "sweeps" / "s.json").exists()
 
 
 def cluster_refusal(repo: Path, env: dict) -> str:
@@ -330,7 +330,7 @@ def cluster_refusal(repo: Path, env: dict) -> str:
     )  # fmt: skip
     assert done.returncode == 1 and time.perf_counter() - start < 60, done.stderr
     [line] = done.stderr.splitlines()
-    assert not (repo / "reports" / "sweeps").exists()
+    assert not (repo / "reports" / "sweeps" / "s.json").exists()
     return line
 
 
