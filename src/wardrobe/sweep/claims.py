@@ -129,6 +129,18 @@ def at_lecture_beta(points: Sequence[Point]) -> list[Point]:
     return sorted((p for p in points if p.beta == LECTURE[BETA]), key=lambda p: p.latent)
 
 
+def by_latent_size(points: Sequence[Point]) -> dict[int, list[Point]]:
+    """Each latent size's points, by β, the sizes in order."""
+    return {z: sorted((p for p in points if p.latent == z), key=lambda p: p.beta)
+            for z in sorted({p.latent for p in points})}  # fmt: skip
+
+
+def ae_value(points: Sequence[Point], key: str) -> float:
+    """The AE's value of a metric among one latent size's points (the AE does not depend on
+    β: every point restores the same one), NaN when none has it."""
+    return next((v for p in points if not math.isnan(v := p.value("ae", key))), math.nan)
+
+
 def _lecture(points: Sequence[Point]) -> Point | None:
     return next((p for p in points if p.beta == LECTURE[BETA] and p.latent == LECTURE[LATENT]),
                 None)  # fmt: skip
@@ -169,12 +181,11 @@ def draw(points: Sequence[Point], noise: Mapping[str, Any] | None, out: Path) ->
         fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5),
                                  layout="constrained", squeeze=False)  # fmt: skip
         for ax, (key, label) in zip(axes[0], panels, strict=True):
-            for latent in latents:
-                rows = sorted((p for p in points if p.latent == latent), key=lambda p: p.beta)
+            for latent, rows in by_latent_size(points).items():
                 ax.plot([p.beta for p in rows], [p.value("vae", key) for p in rows], "o-",
                         color=colours[latent], label=f"VAE, latent {latent}")  # fmt: skip
-                ae = next((v for p in rows if not math.isnan(v := p.value("ae", key))), None)
-                if ae is not None:
+                ae = ae_value(rows, key)
+                if not math.isnan(ae):
                     ax.axhline(ae, color=colours[latent], linestyle="--", linewidth=1,
                                label=f"AE, latent {latent}")  # fmt: skip
             _mark_lecture(ax, lecture, noise, "vae", key, LECTURE[BETA])
@@ -259,9 +270,6 @@ def reading(points: Sequence[Point], noise: Mapping[str, Any] | None = None) -> 
         tols = [tolerance(noise, m, key) for m in (models * 2)[:2]]
         return math.sqrt((tols[0] ** 2 + tols[1] ** 2) / 2)
 
-    latents = sorted({p.latent for p in points})
-    by_latent = {z: sorted((p for p in points if p.latent == z), key=lambda p: p.beta)
-                 for z in latents}  # fmt: skip
     at_500 = at_lecture_beta(points)
     lines = []
     if at_500:
@@ -297,11 +305,11 @@ def reading(points: Sequence[Point], noise: Mapping[str, Any] | None = None) -> 
             f"{_series(curve('ae', unlike), '.1%')} against the VAE's "
             f"{_series(curve('vae', unlike), '.1%')}: {ae_vs_vae(unlike, above)}."
         )
-    for z, ps in by_latent.items():
+    for z, ps in by_latent_size(points).items():
 
         def against_ae(key: str, ps: Sequence[Point] = ps) -> str:
             values = [(p.beta, p.value("vae", key)) for p in ps]
-            ae, m = ps[0].value("ae", key), margin(key, "vae", "ae")
+            ae, m = ae_value(ps, key), margin(key, "vae", "ae")
             signs = [_beyond(v, ae, m) for _, v in values]
             where = _where([b for b, _ in values], signs, ("above the AE's", "below the AE's"),
                            m, "β ")  # fmt: skip
