@@ -17,6 +17,7 @@ from wardrobe.metrics import (
     entropy_bits,
     far_share,
     frechet_distance,
+    frechet_distance_of_samples,
     gaussian_fit,
     gaussian_kl_from_standard_normal,
     kernel_distance,
@@ -123,6 +124,30 @@ def test_frechet_distance_with_a_singular_covariance():
     assert frechet_distance(*gaussian_fit(x), *gaussian_fit(x)) == pytest.approx(0, abs=1e-9)
 
 
+@pytest.mark.parametrize("n1, n2, features", [(30, 6, 64), (520, 10, 256), (400, 300, 5)])
+def test_the_frechet_distance_of_samples_is_the_covariances_by_either_route(n1, n2, features):
+    """Fewer samples than features (a rank-deficient covariance, the route through the
+    samples) or more (the route through the covariances): the distance `frechet_distance`
+    gives for the two fitted Gaussians, a dead feature included. (The covariances' route
+    adds the square roots of its round-off eigenvalues when the rank is low: 1e-6 apart.)
+    A shifted copy is exactly its shift's squared length away."""
+    rng = np.random.default_rng(n1)
+    mix = rng.normal(size=(features, features))
+    x1 = np.maximum(rng.normal(size=(n1, features)) @ mix, 0)  # ReLU-like features
+    x2 = np.maximum(rng.normal(size=(n2, features)) @ mix + 0.5, 0)
+    x1[:, 0] = x2[:, 0] = 0.0
+    expected = frechet_distance(*gaussian_fit(x1), *gaussian_fit(x2))
+    roots = []
+    fit1 = gaussian_fit(x1)
+    got = frechet_distance_of_samples(x1, x2, fit1, lambda: roots.append(1) or psd_sqrt(fit1[1]))
+    assert got == pytest.approx(expected, rel=1e-6)
+    assert frechet_distance_of_samples(x1, x2) == got
+    # the covariances' root is computed only on their route, where the samples outnumber
+    assert len(roots) == (n1 * n2 >= features * features)
+    shift = rng.normal(size=features)
+    assert frechet_distance_of_samples(x1, x1 + shift) == pytest.approx(shift @ shift, rel=1e-9)
+
+
 def test_latent_statistics():
     stats = latent_statistics(np.array([[1.0, 0.0], [3.0, 2.0], [2.0, 1.0]]))
     assert stats["mean"] == {"z0": 2.0, "z1": 1.0}
@@ -202,6 +227,20 @@ def test_kid_matches_the_squared_mmd_of_two_gaussians(shift):
     # within 4 standard errors of the mean over subsets, and 0 for one distribution
     assert abs(kid - expected) < 4 * spread / np.sqrt(KID_SUBSETS) + 1e-3, (kid, expected)
     assert spread > 0
+
+
+def test_kid_of_sets_smaller_than_a_subset_is_their_whole_sets_estimate():
+    """Sets smaller than a subset: each subset is both whole sets, so the estimate is theirs,
+    with no spread (computed once), and the generator moves on as it would."""
+    real, fake = gaussian(300, seed=5), gaussian(300, shift=1.0, seed=6)
+    rng = np.random.default_rng(0)
+    kid, spread = kernel_distance(real, fake, rng)
+    alone, _ = kernel_distance(real, fake, np.random.default_rng(1), subsets=1)
+    assert kid == pytest.approx(alone, rel=1e-12) and spread == 0.0
+    after = np.random.default_rng(0)
+    for _ in range(2 * KID_SUBSETS):
+        after.choice(300, 300, replace=False)
+    assert rng.random() == after.random()
 
 
 def test_kid_needs_two_samples_and_far_share_counts_the_gaps():

@@ -16,6 +16,7 @@ import logging
 import os
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from wardrobe.metrics import (
     class_key,
     entropy_bits,
     far_share,
-    frechet_distance,
+    frechet_distance_of_samples,
     gaussian_fit,
     generation_metrics,
     kl_divergence,
@@ -118,10 +119,19 @@ class Scorer:
     radii: np.ndarray | None = None  # knn_radii(real), when already computed
 
     def __post_init__(self) -> None:
-        self.reference = gaussian_fit(self.real)
-        self.reference_root = psd_sqrt(self.reference[1])
         if self.radii is None:
             self.radii = knn_radii(self.real)
+
+    @cached_property
+    def reference(self) -> tuple[np.ndarray, np.ndarray]:
+        """The test features' Gaussian (mean, covariance)."""
+        return gaussian_fit(self.real)
+
+    @cached_property
+    def reference_root(self) -> np.ndarray:
+        """The square root of the test features' covariance, for every Frechet distance that
+        goes through the covariances."""
+        return psd_sqrt(self.reference[1])
 
     def against_test(self, features: np.ndarray) -> dict[str, float]:
         """Precision, recall, density, coverage and KID of features against the test set's."""
@@ -133,7 +143,9 @@ class Scorer:
 
     def distance(self, features: np.ndarray) -> float:
         """Frechet distance between features and the reference features."""
-        return frechet_distance(*self.reference, *gaussian_fit(features), self.reference_root)
+        return frechet_distance_of_samples(
+            self.real, features, self.reference, lambda: self.reference_root
+        )
 
     def generation_quality(self, generated: np.ndarray) -> dict[str, Any]:
         """Frechet distance to the reference features; how confidently the classifier

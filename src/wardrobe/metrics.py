@@ -13,6 +13,7 @@ the Frechet distance, latent statistics and class shares: the lecture's claims a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,34 @@ def frechet_distance(
     trace_root = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)))
     diff = mean1 - mean2
     return float(max(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2 * trace_root, 0.0))
+
+
+def frechet_distance_of_samples(
+    x1: np.ndarray,
+    x2: np.ndarray,
+    fit1: tuple[np.ndarray, np.ndarray] | None = None,
+    root1: Callable[[], np.ndarray] | None = None,
+) -> float:
+    """`frechet_distance` of the Gaussians fitted to two sets of samples (rows), by the cheaper
+    of two exact routes. With A1, A2 the centred samples over sqrt(n - 1), cov1 cov2 =
+    A1' A1 A2' A2 has the nonzero eigenvalues of (A2 A1')(A2 A1')', so tr (cov1 cov2)^(1/2)
+    is the sum of the singular values of the n2 x n1 matrix A2 A1', and tr cov = |A|^2:
+    about n1 n2 d work, where the covariances' route costs about d^3. With fewer samples than
+    features (4,096 features against 520 test images, say) that is seconds, not minutes.
+    `fit1` (`gaussian_fit(x1)`) and `root1` (returns `psd_sqrt` of its covariance) serve the
+    covariances' route, for a caller that compares many sets with one reference."""
+    x1, x2 = np.asarray(x1, np.float64), np.asarray(x2, np.float64)
+    (n1, features), n2 = x1.shape, len(x2)
+    if n1 * n2 >= features * features:
+        mean1, cov1 = fit1 if fit1 is not None else gaussian_fit(x1)
+        return frechet_distance(mean1, cov1, *gaussian_fit(x2), root1() if root1 else None)
+    if min(n1, n2) < 2:
+        raise ValueError(f"need two samples at least, got {n1} and {n2}")
+    mean1, mean2 = x1.mean(axis=0), x2.mean(axis=0)
+    a1, a2 = (x1 - mean1) / np.sqrt(n1 - 1), (x2 - mean2) / np.sqrt(n2 - 1)
+    trace_root = np.sum(np.linalg.svd(a2 @ a1.T, compute_uv=False))
+    diff = mean1 - mean2
+    return float(max(diff @ diff + np.sum(a1 * a1) + np.sum(a2 * a2) - 2 * trace_root, 0.0))
 
 
 # --- summaries ------------------------------------------------------------------------------
@@ -240,9 +269,16 @@ def kernel_distance(
     if m < 2:
         raise ValueError(f"need at least 2 samples in each set, got {len(real)} and {len(fake)}")
     estimates = np.empty(subsets)
+    # When a subset is the whole of both sets (as many reconstructions as test images, fewer
+    # than subset_size), every subset is the same sets in another order: one estimate serves
+    # all (the subsets are still drawn, so the generator moves on as it would).
+    whole = m == len(real) == len(fake)
     for s in range(subsets):
         x = real[rng.choice(len(real), m, replace=False)]
         y = fake[rng.choice(len(fake), m, replace=False)]
+        if whole and s > 0:
+            estimates[s] = estimates[0]
+            continue
         kxx, kyy, kxy = (
             _polynomial_kernel(x, x),
             _polynomial_kernel(y, y),
