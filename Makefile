@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATASET_DIR ?= /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
+# make test runs the suite on this many pytest-xdist workers; the tests that share a project,
+# the stack or a cluster run on one of them (tests/conftest.py).
+TEST_WORKERS ?= 2
 INSTALL ?= .[dev]
 ACTIONLINT_DIR := tools/actionlint
 WEB_ASSETS := tools/web-assets
@@ -152,10 +155,10 @@ pull: $(VENV)/.installed ## dvc pull from the default remote (ARGS: targets, -r 
 	$(BIN)/python -m wardrobe.remote pull $(ARGS)
 
 test: setup tools $(VENV)/.stack-installed $(VENV)/.sweep-installed ## Run the whole test suite, slow end-to-end tests included
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: setup tools $(VENV)/.stack-installed $(VENV)/.sweep-installed ## Run the tests without the slow end-to-end DVC tests
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 
 bench: setup ## Training throughput: the pipeline's fit against plain model.fit (needs data/processed)
 	test -f data/processed/train.npz || $(BIN)/dvc repro validate

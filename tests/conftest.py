@@ -31,6 +31,7 @@ from wardrobe.dataset import SPLIT_FILES, data_digest, save_split
 from wardrobe.fetch import CanonicalFile
 
 ROOT = Path(__file__).resolve().parents[1]
+TESTS = ROOT / "tests"
 VENV_BIN = Path(sys.executable).parent
 # `make` run in a project copy with this checkout's venv. -o: the venv is used as it is; were
 # make to rebuild .installed, it would install the package, editable, from the copy.
@@ -39,6 +40,8 @@ MAKE_IN_COPY = ("make", "--no-print-directory", f"VENV={VENV_BIN.parent}", "-o",
 # What `make setup` installed for the reports; projects copied elsewhere use the checkout's.
 WEB_ASSETS = {"WARDROBE_WEB_ASSETS": str(ROOT / "tools" / "web-assets" / "node_modules")}
 REAL_MIRROR = Path("/usr/share/datasets/fashion-mnist")
+# Session fixtures that cost nothing to build again: each xdist worker has its own.
+PER_WORKER = {"real_mirror"}
 
 # The stages of a whole pipeline run, in the order `dvc repro` runs them; those an edit of
 # evaluate.* runs (the evaluations and what follows them); those an edit of vae.* runs.
@@ -78,6 +81,39 @@ def pytest_runtest_makereport(item, call):
     if report.skipped and not hasattr(report, "wasxfail") and _in_ci():
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome, report.longrepr = "failed", f"CI=true, and the test skipped: {reason}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """On xdist's workers (`make test`: -n 2 --dist loadgroup), the tests that share a module-
+    or session-wide fixture of this suite (a project, a stack, a cluster, an image) run on one
+    worker, so each is built once: every connected set of such tests is one xdist group."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    shared_by_item = []
+    for item in items:
+        shared = sorted(
+            f"{definition.baseid}::{name}"
+            for name, definitions in item._fixtureinfo.name2fixturedefs.items()
+            for definition in definitions[-1:]
+            if definition.scope in ("module", "session") and name not in PER_WORKER
+            and Path(str(definition.func.__code__.co_filename)).parent == TESTS
+        )  # fmt: skip
+        for other in shared:
+            parent[root(other)] = root(shared[0])
+        shared_by_item.append(shared)
+    members: dict[str, set[str]] = {}
+    for key in parent:
+        members.setdefault(root(key), set()).add(key.rpartition("::")[2])
+    for item, shared in zip(items, shared_by_item, strict=True):
+        if shared:  # named by its fixtures, e.g. cluster+stack+swept
+            item.add_marker(pytest.mark.xdist_group("+".join(sorted(members[root(shared[0])]))))
 
 
 def _in_ci() -> bool:

@@ -1,6 +1,6 @@
 """The Dockerfile, built and run on a real Docker engine: the base image is a stand-in built
 from Debian's packages (tools/base-image.sh), the project's image is built with the host's
-network, and the quick pipeline runs in it as a user the image does not know, without a
+network, and the tiny pipeline runs in it as a user the image does not know, without a
 network, on a mounted clone."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PIPELINE, QUICK_RUN, ROOT, commit, project_repo, ran_stages, write_params
+from conftest import PIPELINE, ROOT, TINY_RUN, commit, project_repo, ran_stages, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -79,15 +79,15 @@ def image(engine, tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture
 def mounted_clone() -> Iterator[Path]:
-    """A git clone of the project with quick params, owned by CALLER, in a directory CALLER
+    """A git clone of the project with tiny params, owned by CALLER, in a directory CALLER
     can reach (pytest's own are private to root)."""
     parent = Path(tempfile.mkdtemp(prefix="wardrobe-container-", dir="/var/tmp"))
     os.chmod(parent, 0o755)
     source = project_repo(parent / "source")
     clone = parent / "clone"
     subprocess.run(["git", "clone", "-q", str(source), str(clone)], check=True)
-    write_params(clone, clone / "params.yaml", **QUICK_RUN)
-    commit(clone, "quick-run params")
+    write_params(clone, clone / "params.yaml", **TINY_RUN)
+    commit(clone, "tiny-run params")
     subprocess.run(["chown", "-R", f"{CALLER[0]}:{CALLER[1]}", str(clone)], check=True)
     yield clone
     shutil.rmtree(parent, ignore_errors=True)
@@ -107,7 +107,7 @@ def test_the_image_runs_the_pipeline_as_the_calling_user_without_a_network(image
     repro, seconds = in_container(image, clone)
     output = repro.stdout + repro.stderr
     assert repro.returncode == 0, output[-4000:]
-    print(f"docker run (quick pipeline): {seconds:.0f} s")
+    print(f"docker run (tiny pipeline): {seconds:.0f} s")
     assert ran_stages(repro.stdout) == PIPELINE
     # git, through DVC, found the repository and was content with its owner
     assert "fatal:" not in output and "dubious ownership" not in output, output[-4000:]
