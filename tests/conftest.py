@@ -83,6 +83,7 @@ def pytest_runtest_makereport(item, call):
         report.outcome, report.longrepr = "failed", f"CI=true, and the test skipped: {reason}"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
 def pytest_collection_modifyitems(config, items):
     """On xdist's workers (`make test`: -n 2 --dist loadgroup), the tests that share a module-
     or session-wide fixture of this suite (a project, a stack, a cluster, an image) run on one
@@ -114,6 +115,20 @@ def pytest_collection_modifyitems(config, items):
     for item, shared in zip(items, shared_by_item, strict=True):
         if shared:  # named by its fixtures, e.g. cluster+stack+swept
             item.add_marker(pytest.mark.xdist_group("+".join(sorted(members[root(shared[0])]))))
+
+
+def pytest_collection_finish(session):
+    """On a worker of --dist loadgroup, xdist names each grouped test `<id>@<group>`: were it not
+    to (an xdist that cannot set pytest's node ids), each worker would build every shared
+    fixture again, so the run stops here instead."""
+    if getattr(session.config.option, "loadgroup", False):
+        lost = [i.nodeid for i in session.items
+                if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]  # fmt: skip
+        if lost:
+            raise pytest.UsageError(
+                f"pytest-xdist did not group {lost[0]} (and {len(lost) - 1} more): its "
+                "--dist loadgroup needs the pytest that requirements.lock pins (make setup)"
+            )
 
 
 def _in_ci() -> bool:
