@@ -139,10 +139,12 @@ def test_the_frechet_distance_of_samples_is_the_covariances_by_either_route(n1, 
     expected = frechet_distance(*gaussian_fit(x1), *gaussian_fit(x2))
     roots = []
     fit1 = gaussian_fit(x1)
-    got = frechet_distance_of_samples(x1, x2, fit1, lambda: roots.append(1) or psd_sqrt(fit1[1]))
+    got = frechet_distance_of_samples(
+        x1, x2, lambda: roots.append(1) or (*fit1, psd_sqrt(fit1[1]))
+    )
     assert got == pytest.approx(expected, rel=1e-6)
     assert frechet_distance_of_samples(x1, x2) == got
-    # the covariances' root is computed only on their route, where the samples outnumber
+    # the reference's covariance and root are asked for only on the covariances' route
     assert len(roots) == (n1 * n2 >= features * features)
     shift = rng.normal(size=features)
     assert frechet_distance_of_samples(x1, x1 + shift) == pytest.approx(shift @ shift, rel=1e-9)

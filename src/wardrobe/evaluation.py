@@ -144,7 +144,7 @@ class Scorer:
     def distance(self, features: np.ndarray) -> float:
         """Frechet distance between features and the reference features."""
         return frechet_distance_of_samples(
-            self.real, features, self.reference, lambda: self.reference_root
+            self.real, features, lambda: (*self.reference, self.reference_root)
         )
 
     def generation_quality(self, generated: np.ndarray) -> dict[str, Any]:

@@ -46,11 +46,17 @@ def kl_divergence(z_mean: np.ndarray, z_log_var: np.ndarray) -> float:
 # --- Gaussians ------------------------------------------------------------------------------
 
 
-def gaussian_fit(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean vector and covariance matrix (rows are observations)."""
+def _observations(samples: np.ndarray) -> np.ndarray:
+    """The samples as float64 rows, at least two of them (a covariance needs two)."""
     x = np.asarray(samples, dtype=np.float64)
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"need a 2-D array of at least two rows, got shape {x.shape}")
+    return x
+
+
+def gaussian_fit(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean vector and covariance matrix (rows are observations)."""
+    x = _observations(samples)
     return x.mean(axis=0), np.atleast_2d(np.cov(x, rowvar=False))
 
 
@@ -90,15 +96,21 @@ def frechet_distance(
     root1 = psd_sqrt(cov1) if root1 is None else root1
     middle = root1 @ cov2 @ root1
     trace_root = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)))
+    return _wasserstein(mean1, mean2, np.trace(cov1), np.trace(cov2), trace_root)
+
+
+def _wasserstein(
+    mean1: np.ndarray, mean2: np.ndarray, trace1: float, trace2: float, trace_root: float
+) -> float:
+    """|mean1 - mean2|^2 + tr cov1 + tr cov2 - 2 tr (cov1 cov2)^(1/2), round-off below 0 as 0."""
     diff = mean1 - mean2
-    return float(max(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2 * trace_root, 0.0))
+    return float(max(diff @ diff + trace1 + trace2 - 2 * trace_root, 0.0))
 
 
 def frechet_distance_of_samples(
     x1: np.ndarray,
     x2: np.ndarray,
-    fit1: tuple[np.ndarray, np.ndarray] | None = None,
-    root1: Callable[[], np.ndarray] | None = None,
+    reference: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
 ) -> float:
     """`frechet_distance` of the Gaussians fitted to two sets of samples (rows), by the cheaper
     of two exact routes. With A1, A2 the centred samples over sqrt(n - 1), cov1 cov2 =
@@ -106,20 +118,17 @@ def frechet_distance_of_samples(
     is the sum of the singular values of the n2 x n1 matrix A2 A1', and tr cov = |A|^2:
     about n1 n2 d work, where the covariances' route costs about d^3. With fewer samples than
     features (4,096 features against 520 test images, say) that is seconds, not minutes.
-    `fit1` (`gaussian_fit(x1)`) and `root1` (returns `psd_sqrt` of its covariance) serve the
-    covariances' route, for a caller that compares many sets with one reference."""
-    x1, x2 = np.asarray(x1, np.float64), np.asarray(x2, np.float64)
+    `reference` returns x1's (mean, covariance, `psd_sqrt` of the covariance), for a caller
+    that compares many sets with one reference; only the covariances' route calls it."""
+    x1, x2 = _observations(x1), _observations(x2)
     (n1, features), n2 = x1.shape, len(x2)
     if n1 * n2 >= features * features:
-        mean1, cov1 = fit1 if fit1 is not None else gaussian_fit(x1)
-        return frechet_distance(mean1, cov1, *gaussian_fit(x2), root1() if root1 else None)
-    if min(n1, n2) < 2:
-        raise ValueError(f"need two samples at least, got {n1} and {n2}")
+        mean1, cov1, root1 = reference() if reference else (*gaussian_fit(x1), None)
+        return frechet_distance(mean1, cov1, *gaussian_fit(x2), root1)
     mean1, mean2 = x1.mean(axis=0), x2.mean(axis=0)
     a1, a2 = (x1 - mean1) / np.sqrt(n1 - 1), (x2 - mean2) / np.sqrt(n2 - 1)
     trace_root = np.sum(np.linalg.svd(a2 @ a1.T, compute_uv=False))
-    diff = mean1 - mean2
-    return float(max(diff @ diff + np.sum(a1 * a1) + np.sum(a2 * a2) - 2 * trace_root, 0.0))
+    return _wasserstein(mean1, mean2, np.sum(a1 * a1), np.sum(a2 * a2), trace_root)
 
 
 # --- summaries ------------------------------------------------------------------------------
