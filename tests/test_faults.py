@@ -387,6 +387,55 @@ def test_process_identity_tells_a_reused_pid_apart():
     assert not processes.gone("not an identity")
 
 
+DVC_LIKE = """
+import subprocess, sys, time
+stage = subprocess.Popen(["sleep", "600"])  # a stage that has not yet set up its signals
+print(stage.pid, flush=True)
+time.sleep(600)  # dvc, waiting for it; SIGTERM ends dvc alone
+"""
+STARTER = """
+import subprocess, sys
+from wardrobe.processes import tied
+print(subprocess.run(tied([sys.executable, "-c", *sys.argv[1:]])).returncode, flush=True)
+"""
+
+
+def test_a_tied_command_ends_with_all_it_started_when_its_starter_dies():
+    """A trial's command (`processes.tied`): when the process that ran it dies (a Ray worker on
+    a dead node), so does what the command started, even a stage that does not follow its
+    parent yet (a stage's Python sets that up after it starts; the parent-death signal alone
+    ends only `dvc`, and the stage would train on under an orphaned shell)."""
+    starter = subprocess.Popen(
+        [sys.executable, "-c", STARTER, DVC_LIKE], env=stage_env({}), stdout=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    stage = int(starter.stdout.readline())
+    try:
+        assert processes.alive(stage)
+        starter.kill()
+        starter.wait()
+        deadline = time.monotonic() + EXIT_WITHIN_S
+        while processes.alive(stage) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not processes.alive(stage), "the stage outlived the process that ran its dvc"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stage, signal.SIGKILL)
+
+
+def test_a_tied_command_gives_its_exit_status_and_its_output():
+    done = subprocess.run(
+        [sys.executable, "-c", STARTER, "print('out'); raise SystemExit(3)"],
+        env=stage_env({}), capture_output=True, text=True, timeout=EXIT_WITHIN_S,
+    )  # fmt: skip
+    assert done.stdout.split() == ["out", "3"], done.stderr
+    killed = subprocess.run(
+        [sys.executable, "-c", STARTER, "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"],
+        env=stage_env({}), capture_output=True, text=True, timeout=EXIT_WITHIN_S,
+    )  # fmt: skip
+    assert killed.stdout.split() == [str(128 + signal.SIGKILL)], killed.stderr
+
+
 @pytest.mark.slow
 def test_sigterm_to_dvc_repro_stops_the_training_and_dvc_checkout_restores(retrained_copy):
     """A cancelled CI job: SIGTERM to the `dvc` process only, during a training that DVC runs

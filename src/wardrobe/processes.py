@@ -1,7 +1,8 @@
 """This process as other processes see it: who wrote a temporary file or started a run (host
 and PID namespace, pid, start time: a reused pid is not mistaken for the writer), whether
-that process still runs, a stage that ends when the `dvc` that started it dies, and signals
-that interrupt it, none of them lost."""
+that process still runs, a stage that ends when the `dvc` that started it dies, a command
+that ends, with all it started, when the process that started it dies, and signals that
+interrupt it, none of them lost."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,60 @@ def die_with_parent() -> None:
     threading.Thread(target=watch, name="wardrobe-parent-watch", daemon=True).start()
 
 
+def tied(argv: Sequence[str]) -> list[str]:
+    """`argv` as a command that ends, with every process it starts, when this process dies.
+
+    The command runs in a process group of its own, under this file run as a script
+    (`_run_as_group`), which sends the group SIGTERM when this process dies (util-linux's
+    `setpriv --pdeathsig` sets that signal, then execs; not a preexec_fn, unsafe in threaded
+    processes such as Ray's workers) or when it is itself sent SIGTERM, SIGINT or SIGHUP. A
+    process group reaches what a parent-death signal alone does not: a stage that `dvc exp
+    run` started through `$SHELL -c`, whose `dvc` died before the stage followed it
+    (`die_with_parent` runs once the stage's Python is up), would train on under an orphaned
+    shell. `-I`: the script imports only the standard library, never from PYTHONPATH (a
+    trial's points at the code of the commit it runs)."""
+    return ["setpriv", "--pdeathsig", "TERM", "--", sys.executable, "-I", __file__,
+            str(os.getpid()), "--", *argv]  # fmt: skip
+
+
+def _run_as_group(parent: int, argv: Sequence[str]) -> int:
+    """Run `argv` in this process' own process group; a signal that ends this process sends
+    SIGTERM to the whole group first. `parent`: the process whose death sends that signal;
+    when it is gone already, the command is not started. The command's exit status (128 +
+    the signal's number when a signal ended it)."""
+    import subprocess
+
+    if os.getpgrp() != os.getpid():
+        os.setpgid(0, 0)
+    ended: list[int] = []
+
+    def end_group(signum: int, frame: object) -> None:
+        if not ended:  # the group's SIGTERM reaches this process too
+            ended.append(signum)
+            os.killpg(0, signal.SIGTERM)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, end_group)
+    if os.getppid() != parent or ended:  # died before the parent-death signal was set
+        return 128 + signal.SIGTERM
+    try:
+        child = subprocess.Popen(argv)
+    except OSError as exc:
+        print(f"{argv[0]}: {exc.strerror}", file=sys.stderr)
+        return 127
+    if ended:  # a signal while it started, before it could receive one
+        os.killpg(0, signal.SIGTERM)
+    code = child.wait()
+    return 128 - code if code < 0 else code
+
+
+def _main(args: Sequence[str]) -> int:
+    if len(args) < 3 or not args[0].isdigit() or args[1] != "--":
+        print(f"usage: python {__file__} PARENT_PID -- COMMAND...", file=sys.stderr)
+        return 2
+    return _run_as_group(int(args[0]), args[2:])
+
+
 def handle_interrupts() -> None:
     """Make Ctrl-C and SIGTERM end the main thread's work with a KeyboardInterrupt, every time.
 
@@ -245,3 +300,7 @@ def uninterrupted(what: str) -> Iterator[None]:
             signal.signal(sig, handler)
         if received:
             log.warning("%s received while %s; finished that first", received[0], what)
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

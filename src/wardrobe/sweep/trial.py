@@ -9,8 +9,9 @@ removed. Nothing here knows about Ray; `wardrobe.sweep.run` schedules `run_trial
   what the run cache restores, from the DVC remote, and `dvc exp push --run-cache` sends what
   the trial made back there.
 - A point already on the git remote is not run again.
-- `dvc exp run` dies with the process that runs the trial (its stages with it, ending their
-  MLflow runs KILLED): a trial whose node dies leaves nothing running.
+- Each command, `dvc exp run` and its stages included, dies with the process that runs the
+  trial (`wardrobe.processes.tied`), the stages ending their MLflow runs KILLED: a trial whose
+  node dies leaves nothing running.
 """
 
 from __future__ import annotations
@@ -29,14 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wardrobe.processes import environment_tool
+from wardrobe.processes import environment_tool, tied
 from wardrobe.tracking.runs import SWEEP_VARIABLE
-
-# A command dies with the process that runs the trial: Linux sends it SIGTERM when that
-# process dies (util-linux's setpriv sets the parent-death signal, then execs the command; not
-# a preexec_fn, unsafe in Ray's threaded workers). A stage that `dvc exp run` starts follows
-# its dvc the same way (wardrobe.processes.die_with_parent) and ends its run KILLED.
-TIED = ("setpriv", "--pdeathsig", "TERM", "--")
 
 
 @dataclass(frozen=True)
@@ -77,7 +72,7 @@ class TrialFailed(Exception):
 def _run(args: Sequence[str], cwd: Path, env: Mapping[str, str], what: str) -> str:
     """Run a command to its end; its output, or TrialFailed with the line that says why."""
     done = subprocess.run(
-        [*TIED, *args], cwd=cwd, env=dict(env), capture_output=True, text=True,
+        tied(args), cwd=cwd, env=dict(env), capture_output=True, text=True,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
     if done.returncode != 0:
