@@ -114,7 +114,7 @@ def cluster(stack: Stack, tmp_path_factory):
     token = client["RAY_AUTH_TOKEN_PATH"].encode()
     left = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
             if token in _environ(pid)]  # fmt: skip
-    assert left == [], f"make cluster-down left {left}"
+    assert left == [], f"make cluster-down left {[(pid, processes().get(pid)) for pid in left]}"
 
 
 def _environ(pid: int) -> bytes:
@@ -159,14 +159,26 @@ def swept(cluster, tmp_path_factory):
         started = [x for x in lines if x.startswith(f"sweep: {KILLED} started on node ")]
         node = started[0].split()[-1] if started else None
         time.sleep(0.1)
-    started_by_trial: dict[int, tuple[str, str]] = {}
-    while not started_by_trial:  # its VAE's training: the stage DVC runs in the trial's clone
+    # its VAE's training: the stage's MLflow run is RUNNING in the server (a stage killed
+    # before it starts its run leaves none; tests/test_faults.py kills one that early)
+    import mlflow
+
+    server = mlflow.MlflowClient(tracking_uri=client["MLFLOW_TRACKING_URI"])
+    training = f"tags.dvc_exp_name = '{KILLED}' and attributes.run_name = 'vae'"
+
+    def vae_running() -> bool:
+        experiment = server.get_experiment_by_name("wardrobe")
+        runs = server.search_runs([experiment.experiment_id], training) if experiment else []
+        return any(r.info.status == "RUNNING" for r in runs)
+
+    while not vae_running():
         assert sweep.poll() is None and time.monotonic() < deadline, "".join(lines)
-        started_by_trial = {
-            pid: p for pid, p in processes().items()
-            if "pipeline/train_vae.py" in p[0] and f"/{KILLED}-" in p[1]
-        }  # fmt: skip
-        time.sleep(0.05)
+        time.sleep(0.2)
+    started_by_trial = {
+        pid: p for pid, p in processes().items()
+        if "pipeline/train_vae.py" in p[0] and f"/{KILLED}-" in p[1]
+    }  # fmt: skip
+    assert started_by_trial, "the VAE's run is RUNNING, but no train_vae runs in the trial"
     clone = next(iter(started_by_trial.values()))[1]
     killed = kill_node(node)
     died = time.monotonic()

@@ -9,9 +9,9 @@ and `env` (0600), which gives a client the cluster: `source .cluster/env` sets R
 RAY_AUTH_MODE and RAY_AUTH_TOKEN_PATH (the token travels by its path, never on a command line
 or in an environment). The head runs no tasks (0 CPUs) and no dashboard; each worker node
 offers one CPU. `down` stops exactly this cluster's processes: those its `ray start` commands
-started, marked by WARDROBE_CLUSTER_NODE (this state directory) in their environment. Not other
-Ray processes on the machine, and not its clients, which hold the token's path too (a shell
-that sourced `.cluster/env`, the `make cluster-down` it runs).
+started, marked by WARDROBE_CLUSTER_NODE (this state directory) in their environment, and
+what those started. Not other Ray processes on the machine, and not its clients, which hold
+the token's path too (a shell that sourced `.cluster/env`, the `make cluster-down` it runs).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from wardrobe.errors import WardrobeError  # noqa: E402
 from wardrobe.fsio import write_secret  # noqa: E402
 from wardrobe.ports import require_free_port  # noqa: E402
-from wardrobe.processes import environment_tool  # noqa: E402
+from wardrobe.processes import alive, environment_tool, start_time  # noqa: E402
 
 START_TIMEOUT_S = 60
 NODE_MARK = "WARDROBE_CLUSTER_NODE"  # in the environment of the nodes' processes only
@@ -68,21 +68,32 @@ def ray_env(token: Path) -> dict[str, str]:
             "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
 
 
-def ours(state: Path) -> list[int]:
-    """The pids of this cluster's processes: those whose environment carries its node mark
-    (what its `ray start` commands started, and what those start in turn)."""
+def ours(state: Path) -> dict[int, str | None]:
+    """This cluster's processes, as pid -> start time: those whose environment carries its
+    node mark (what its `ray start` commands started, and what those start in turn), and
+    their descendants. A Ray worker or agent renames itself (setproctitle), which can
+    overwrite what /proc shows of its environment, mark included: it is found as a child of
+    its raylet."""
     marker = f"{NODE_MARK}={state}".encode()
-    found = []
+    marked, children = set(), {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
             environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[-1].split()
         except OSError:
             continue
+        children.setdefault(int(stat[1]), []).append(int(entry))
         if marker in environ:
-            found.append(int(entry))
-    return found
+            marked.add(int(entry))
+    found, todo = set(), list(marked)
+    while todo:
+        pid = todo.pop()
+        if pid not in found and pid != os.getpid():
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+    return {pid: start_time(pid) for pid in found}
 
 
 def alive_nodes(address: str, env: dict[str, str]) -> int:
@@ -141,13 +152,19 @@ def up(workers: int, port: int) -> None:
 
 def down() -> None:
     state = state_dir()
-    pids = ours(state)
+    known = ours(state)  # once a raylet is gone, its children are no longer found as such
+
+    def running() -> list[int]:
+        known.update(ours(state))
+        return sorted(pid for pid, started in known.items() if alive(pid, started))
+
+    pids = running()
     for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + wait
-        while (pids := ours(state)) and time.monotonic() < deadline:
+        while (pids := running()) and time.monotonic() < deadline:
             time.sleep(0.2)
         if not pids:
             break
