@@ -197,9 +197,11 @@ s3_up() {
   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
 EOF
 		rm -f "$SOCKETS"/*.sock "$STACK_DIR"/seaweedfs-tmp/*.sock
-		# Telemetry off (in its namespace it could reach nothing anyway).
-		setsid "${NAMESPACES[@]}" -- sh -c "mount --bind \"\$0\" /mnt && mount --bind /mnt/seaweedfs-tmp /tmp \
-			&& $ip link set lo up && exec \"\$@\"" "$STACK_DIR" "$weed" mini \
+		# Telemetry off (in its namespace it could reach nothing anyway). Its binary is opened
+		# before its own /tmp hides the real one: a checkout under /tmp has its venv there.
+		setsid "${NAMESPACES[@]}" -- sh -c "exec 3<\"\$1\" && mount --bind \"\$0\" /mnt \
+			&& mount --bind /mnt/seaweedfs-tmp /tmp && $ip link set lo up && shift \
+			&& exec /proc/self/fd/3 \"\$@\"" "$STACK_DIR" "$weed" mini \
 			-dir=/mnt/seaweedfs -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
 			-admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 \
 			-s3.config=/mnt/s3.json -bucket="$MLFLOW_BUCKET,$DVC_BUCKET" \
