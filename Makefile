@@ -15,10 +15,13 @@ UI_PORT ?= 5000
 SERVE_PORT ?= 5001
 MODEL ?= vae
 SWEEP ?= sweeps/quick.yaml
-# DVC and Great Expectations send no telemetry; stage scripts find `python` in the venv.
+# DVC, Great Expectations, Ray and MLflow send no telemetry; stage scripts find `python` in
+# the venv.
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export RAY_USAGE_STATS_ENABLED := 0
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
 # The Debian packages the set-up installs, each as PACKAGE=PROBE: a file that shows it is

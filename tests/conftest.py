@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import yaml
 
+from wardrobe import TELEMETRY_OFF
 from wardrobe.checks.verdict import CHECKED_KEY
 from wardrobe.dataset import SPLIT_FILES, data_digest, save_split
 from wardrobe.fetch import CanonicalFile
@@ -285,6 +286,7 @@ def repo_env(repo: Path, extra: dict | None = None) -> dict:
         "PYTHONPATH": str(repo / "src"),  # the copy's code, not the installed checkout's
         "DVC_NO_ANALYTICS": "1",
         "GX_ANALYTICS_ENABLED": "False",
+        **TELEMETRY_OFF,
         **WEB_ASSETS,
         **(extra or {}),
     }
@@ -440,6 +442,53 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+FORGED_HOSTS = ("10.evil.example:{port}", "192.168.evil.example", "evil.example", "localhost")
+
+
+def ask(
+    port: int,
+    method: str,
+    path: str,
+    host: str,
+    origin: str | None = None,
+    body: bytes | None = None,
+    headers: dict | None = None,
+) -> tuple[int, bytes]:
+    """One request to 127.0.0.1:PORT with the Host (and Origin) given, as a browser that a
+    rebound name led there would send it: (status, body)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    sent = {"Host": host, **({"Origin": origin} if origin else {}), **(headers or {})}
+    if body is not None:
+        sent.setdefault("Content-Type", "application/json")
+    try:
+        connection.request(method, path, body=body, headers=sent)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+def assert_answers_only_its_own_names(
+    port: int, read: str, write: tuple[str, bytes], auth: dict | None = None
+) -> None:
+    """A server on 127.0.0.1:PORT answers its own names and refuses every forged Host (403),
+    for a read and a write, and refuses a write from another origin (403)."""
+    path, body = write
+    own = f"127.0.0.1:{port}"
+    assert ask(port, "GET", read, own, headers=auth)[0] == 200
+    assert ask(port, "GET", read, f"localhost:{port}", headers=auth)[0] == 200
+    for forged in FORGED_HOSTS:
+        host = forged.format(port=port)
+        for method, where, data in (("GET", read, None), ("POST", path, body)):
+            status, answer = ask(port, method, where, host, body=data, headers=auth)
+            assert status == 403, (host, method, where, status, answer[:300])
+    status, answer = ask(port, "POST", path, own, origin="http://evil.example", body=body,
+                         headers=auth)  # fmt: skip
+    assert status == 403, (status, answer[:300])
 
 
 @pytest.fixture

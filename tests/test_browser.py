@@ -20,6 +20,7 @@ from conftest import (
     REMOTE_ASSET,
     ROOT,
     VAE_STAGES,
+    assert_answers_only_its_own_names,
     client_for,
     dvc,
     free_port,
@@ -49,6 +50,7 @@ class UI(str):
 
     link: str
     repo: Path
+    server_pid: int
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,7 @@ def ui(retrained):
         text=True, start_new_session=True,
     )  # fmt: skip
     base = UI(f"http://127.0.0.1:{port}")
-    base.repo = repo
+    base.repo, base.server_pid = repo, server.pid
     prefix = "ui: the training runs: "
     for line in server.stdout:  # under a parent make, make's "Entering directory" comes first
         if line.startswith(prefix):
@@ -131,6 +133,34 @@ def test_a_taken_port_stops_make_ui_and_make_serve_with_one_line(ui, target, var
     ], done.stderr
     with urllib.request.urlopen(f"{ui}/health", timeout=5) as answer:  # the UI goes on
         assert answer.status == 200
+
+
+def telemetry_of(pid: int) -> set[bytes]:
+    """The telemetry switches in a process's environment."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return {v for v in environ if v.startswith((b"MLFLOW_DISABLE_TELEMETRY=", b"DO_NOT_TRACK="))}
+
+
+@pytest.mark.slow
+def test_the_ui_answers_only_its_own_names_and_sends_no_telemetry(ui):
+    """A page whose name was rebound to 127.0.0.1, or one that posts from another origin, gets
+    403 and creates nothing; the UI's server runs with MLflow's telemetry off."""
+    import psutil
+
+    port = int(ui.rsplit(":", 1)[1])
+    search = "/api/2.0/mlflow/experiments/search?max_results=100"
+    assert_answers_only_its_own_names(
+        port, search, ("/api/2.0/mlflow/experiments/create", b'{"name": "planted"}')
+    )
+    names = {e["name"] for e in api(ui, "experiments/search", max_results=100)["experiments"]}
+    assert "wardrobe" in names and "planted" not in names
+    leader = psutil.Process(ui.server_pid)
+    servers = [p for p in leader.children(recursive=True) if "mlflow" in " ".join(p.cmdline())]
+    assert servers, [p.cmdline() for p in leader.children(recursive=True)]
+    for process in servers:
+        assert telemetry_of(process.pid) == {b"MLFLOW_DISABLE_TELEMETRY=true", b"DO_NOT_TRACK=1"}
+    with urllib.request.urlopen(f"{ui}/ajax-api/3.0/mlflow/ui-telemetry", timeout=30) as answer:
+        assert json.loads(answer.read())["disable_ui_telemetry"] is True
 
 
 @pytest.fixture(scope="module")

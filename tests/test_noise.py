@@ -159,8 +159,50 @@ def test_a_broken_noise_file_or_a_nan_is_not_taken_for_noise(runs_repo, tmp_path
     with pytest.raises(noise.NoiseError, match="not a noise file of three runs or more"):
         noise.read_noise(path)
     assert noise.read_noise(tmp_path / "absent.json") is None
+    path.write_text("[]")
+    with pytest.raises(noise.NoiseError, match=r"noise.json: not a JSON object; regenerate it"):
+        noise.read_noise(path)
     assert noise.Change("x", 1.0, math.nan, 0.5).beyond
     assert not noise.Change("x", 1.0, 1.4, 0.5).beyond
+
+
+def good_noise() -> dict:
+    entry = {"values": [0.25, 0.251, 0.252], "mean": 0.251, "sd": 0.001, "tolerance": 0.007}
+    return {
+        "runs": [{"seed": s} for s in (1, 2, 3)], "confidence": 0.99,
+        "files": {"reports/metrics.json": {"ae.test.bce": entry}},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("tolerance", math.nan, "NaN, not a finite number >= 0"),
+    ("tolerance", -0.01, "-0.01, not a finite number >= 0"),
+    ("tolerance", math.inf, "Infinity, not a finite number >= 0"),
+    ("tolerance", "0.1", '"0.1", not a finite number >= 0'),
+    ("sd", None, "null, not a finite number >= 0"),
+    ("values", [0.25, math.nan], "[0.25, NaN], not a list of finite numbers"),
+])  # fmt: skip
+def test_a_noise_file_with_a_bad_tolerance_is_one_line_naming_the_key(
+    tmp_path, field, value, expected
+):
+    """NaN would make every difference "within the noise"; a negative tolerance would call a
+    worse candidate better: each is refused, naming the key, wherever noise.json is read."""
+    path = tmp_path / "noise.json"
+    path.write_text(json.dumps(good_noise()))
+    assert noise.read_noise(path)["files"]["reports/metrics.json"]["ae.test.bce"]["sd"] == 0.001
+    broken = good_noise()
+    broken["files"]["reports/metrics.json"]["ae.test.bce"][field] = value
+    path.write_text(json.dumps(broken))
+    with pytest.raises(noise.NoiseError) as refused:
+        noise.read_noise(path)
+    assert str(refused.value) == (
+        f"{path}: files.reports/metrics.json.ae.test.bce.{field} is {expected}; measure the "
+        "noise again (make noise) or restore the file from git"
+    )
+    broken = good_noise() | {"confidence": 1.5}
+    path.write_text(json.dumps(broken))
+    with pytest.raises(noise.NoiseError, match=r"confidence is 1\.5, not a number between 0"):
+        noise.read_noise(path)
 
 
 def test_measure_refuses_uncommitted_pipeline_changes(runs_repo):

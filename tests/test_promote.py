@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -21,6 +22,8 @@ import pytest
 
 from conftest import (
     MAKE_IN_COPY,
+    ask,
+    assert_answers_only_its_own_names,
     client_for,
     commit,
     dvc,
@@ -149,6 +152,25 @@ def test_promote_refuses_what_the_commit_does_not_describe(promoted, tmp_path):
     assert "train_vae" in line and "out of date" in line and "dvc repro" in line, stale.stderr
 
 
+@pytest.mark.slow
+def test_a_bad_noise_file_stops_promote_before_the_registry_changes(promoted, tmp_path):
+    """A negative tolerance would call a worse candidate better and move `champion`: promote
+    stops with one line naming the key, and no version or alias moves."""
+    repo = Path(shutil.copytree(promoted, tmp_path / "repo", symlinks=True))
+    before = {model: registry(repo, model) for model in ("ae", "vae")}
+    path = repo / "reports" / "noise.json"
+    measured = json.loads(path.read_text())
+    measured["files"]["reports/metrics.json"]["ae.test.bce"]["tolerance"] = -1.0
+    path.write_text(json.dumps(measured))
+    result = promote(repo)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"promote: error: {path}: files.reports/metrics.json.ae.test.bce.tolerance is -1.0, not "
+        "a finite number >= 0; measure the noise again (make noise) or restore the file from git"
+    ], result.stderr
+    assert {model: registry(repo, model) for model in ("ae", "vae")} == before
+
+
 def test_the_gate_needs_better_somewhere_and_worse_nowhere():
     def rows(*deltas: float) -> list[Row]:  # candidate minus champion, lower is better
         return [Row(f"m{i}", 1.0, 1.0 + d, 0.1, "lower") for i, d in enumerate(deltas)]
@@ -181,11 +203,21 @@ def post(url: str, payload: object) -> tuple[int, object]:
         return exc.code, json.loads(exc.read() or b"{}")
 
 
+def served_python(server: subprocess.Popen) -> int:
+    """The pid of the server `make serve` started (its Python, under make's shell)."""
+    import psutil
+
+    for process in psutil.Process(server.pid).children(recursive=True):
+        if "wardrobe.serve" in " ".join(process.cmdline()):
+            return process.pid
+    raise AssertionError("make serve started no python -m wardrobe.serve")
+
+
 @pytest.mark.slow
 def test_make_serve_answers_with_the_champion_decoder(promoted):
     """`make serve MODEL=vae` on 127.0.0.1: three latent vectors come back as the decoder's
-    own images; a vector of the wrong size gets a 4xx naming the shape, and the server goes
-    on serving."""
+    own images; every bad request gets a 4xx with one line and the server goes on serving; it
+    answers only its own names; it sends no telemetry; SIGTERM stops it within seconds."""
     port = free_port()
     server = subprocess.Popen(
         [*MAKE_IN_COPY, "serve", "MODEL=vae", f"SERVE_PORT={port}"],
@@ -194,6 +226,14 @@ def test_make_serve_answers_with_the_champion_decoder(promoted):
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
+        for line in server.stdout:  # under a parent make, make's "Entering directory" first
+            limit = re.search(r"\(at most (\d+) latent vectors of 2 a request\)", line)
+            if limit:
+                break
+        else:
+            pytest.fail(f"make serve exited ({server.wait()}) before its line")
+        most = int(limit.group(1))
+        assert 100 <= most < 100_000, line
         deadline = time.monotonic() + 180
         while True:
             assert server.poll() is None, server.stdout.read()
@@ -205,6 +245,9 @@ def test_make_serve_answers_with_the_champion_decoder(promoted):
                 pass
             assert time.monotonic() < deadline, "the server did not answer /ping in 180 s"
             time.sleep(1)
+        python = served_python(server)
+        environ = Path(f"/proc/{python}/environ").read_bytes().split(b"\0")
+        assert {b"MLFLOW_DISABLE_TELEMETRY=true", b"DO_NOT_TRACK=1"} <= set(environ)
         z = [[0.0, 0.0], [1.5, -0.5], [-2.0, 1.0]]
         status, answer = post(f"{url}/invocations", {"inputs": z})
         assert status == 200, answer
@@ -217,11 +260,38 @@ def test_make_serve_answers_with_the_champion_decoder(promoted):
         assert served.shape == (3, 32, 32, 1)
         np.testing.assert_allclose(served, np.asarray(json.loads(expected)), atol=1e-6)
 
-        status, answer = post(f"{url}/invocations", {"inputs": [[0.0, 0.0, 0.0]]})
-        assert 400 <= status < 500
-        assert "(-1, 2)" in json.dumps(answer), answer
+        own = f"127.0.0.1:{port}"
+        refused = {
+            name: ask(port, "POST", "/invocations", own, body=body)
+            for name, body in BAD_REQUESTS.items()
+        }
+        refused["too many"] = ask(
+            port, "POST", "/invocations", own,
+            body=json.dumps({"inputs": [[0, 0]] * (most + 1)}, separators=(",", ":")).encode(),
+        )  # fmt: skip
+        refused["too large"] = ask(  # 4.3 MB
+            port, "POST", "/invocations", own,
+            body=json.dumps({"inputs": [[0.123456789, -0.123456789]] * 100_000}).encode(),
+        )  # fmt: skip
+        refused["not JSON"] = ask(
+            port, "POST", "/invocations", own, body=b"0,0\n",
+            headers={"Content-Type": "text/csv"},
+        )  # fmt: skip
+        for name, (status, body) in refused.items():
+            message = json.loads(body)["message"]
+            print(f"serve: {name}: {status} {message}")
+            assert (status, "\n" not in message) == (EXPECTED_STATUS[name], True), (name, body)
+        assert "shape (-1, 2)); got 3" in json.loads(refused["wrong size"][1])["message"]
+        assert (
+            f"got {most + 1}: send them in several"
+            in json.loads(refused["too many"][1])["message"]
+        )
+        assert "the body is over" in json.loads(refused["too large"][1])["message"]
         status, _ = post(f"{url}/invocations", {"inputs": z})
         assert status == 200  # still serving
+        assert_answers_only_its_own_names(
+            port, "/ping", ("/invocations", json.dumps({"inputs": z}).encode())
+        )
 
         batch = {"inputs": np.random.default_rng(0).normal(size=(16, 2)).tolist()}
         seconds = []
@@ -230,9 +300,33 @@ def test_make_serve_answers_with_the_champion_decoder(promoted):
             assert post(f"{url}/invocations", batch)[0] == 200
             seconds.append(time.perf_counter() - start)
         print(f"serve: median {statistics.median(seconds) * 1000:.1f} ms for 16 vectors")
+
+        # Why 30 s: the requests in flight finish first, and the suite's other worker may be
+        # training on the second core; an unstopped server would never end.
+        os.kill(python, signal.SIGTERM)
+        out, _ = server.communicate(timeout=30)
+        assert server.returncode != 0
+        assert "serve: stopped (SIGTERM)" in out, out
+        assert not Path(f"/proc/{python}").exists()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+
+
+BAD_REQUESTS = {
+    "NaN": b'{"inputs": [[NaN, 0.0]]}',
+    "1e308": b'{"inputs": [[1e308, 0.0]]}',
+    "1e400": b'{"inputs": [[1e400, 0.0]]}',
+    "wrong size": b'{"inputs": [[0.0, 0.0, 0.0]]}',
+    "a string": b'{"inputs": [["a", 0.0]]}',
+    "no inputs": b'{"dataframe_records": [{"a": 1}]}',
+    "broken JSON": b'{"inputs": [[0.0, ',
+}
+EXPECTED_STATUS = {
+    "NaN": 422, "1e308": 422, "1e400": 422, "wrong size": 400, "a string": 400,
+    "no inputs": 400, "broken JSON": 400, "too many": 413, "too large": 413, "not JSON": 415,
+}  # fmt: skip
 
 
 def test_serve_without_a_champion_is_one_line(tmp_path):

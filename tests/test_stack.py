@@ -21,6 +21,8 @@ from conftest import (
     QUICK_RUN,
     VENV_BIN,
     Stack,
+    ask,
+    assert_answers_only_its_own_names,
     commit,
     dvc,
     free,
@@ -245,6 +247,28 @@ def test_no_port_of_the_stack_lets_in_a_user_without_its_credentials(stack):
         assert not [k for k, v in secrets.items() if v in text], name
 
 
+def test_the_stack_server_answers_only_its_own_names_and_sends_no_telemetry(stack):
+    """With the stack's login: a forged Host (DNS rebinding) and a write from another origin
+    get 403 and create nothing; the server's processes run with MLflow's telemetry off."""
+    import base64
+
+    import psutil
+
+    port = int(stack.env["STACK_MLFLOW_PORT"])
+    login = f"{stack.tracking['MLFLOW_TRACKING_USERNAME']}:{stack.secrets['MLFLOW_PASSWORD']}"
+    auth = {"Authorization": "Basic " + base64.b64encode(login.encode()).decode()}
+    search = "/api/2.0/mlflow/experiments/search?max_results=100"
+    assert_answers_only_its_own_names(
+        port, search, ("/api/2.0/mlflow/experiments/create", b'{"name": "planted"}'), auth
+    )
+    status, body = ask(port, "GET", search, f"127.0.0.1:{port}", headers=auth)
+    assert status == 200 and "planted" not in {e["name"] for e in json.loads(body)["experiments"]}
+    leader = psutil.Process(int((stack.state / "mlflow.pid").read_text()))
+    for process in [leader, *leader.children(recursive=True)]:
+        environ = set(Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0"))
+        assert {b"MLFLOW_DISABLE_TELEMETRY=true", b"DO_NOT_TRACK=1"} <= environ, process.cmdline()
+
+
 def test_dvc_pushes_to_and_pulls_from_the_stack_remote(stack, tmp_path):
     data = stack.repo / "shared.bin"
     data.write_bytes(os.urandom(300_000))
@@ -286,6 +310,10 @@ def test_a_taken_port_stops_up_with_one_line(stack):
         assert generated["MLFLOW_PASSWORD"] == "chosen-password"
         for key in ("PG_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY", "FLASK_SECRET_KEY"):
             assert len(generated[key]) >= 20 and generated[key] != stack.secrets[key], key
+        # What this up had started (PostgreSQL, SeaweedFS) it stopped again, and says so.
+        assert "stack: stopped SeaweedFS" in result.stdout
+        assert "stack: stopped PostgreSQL" in result.stdout
+        assert second.run("status").stdout.splitlines() == STOPPED
     finally:
         second.run("down")
         shutil.rmtree(state, ignore_errors=True)
@@ -295,6 +323,60 @@ def test_a_taken_port_stops_up_with_one_line(stack):
         "uses it or set STACK_S3_PORT to a free port "
         f"(e.g. make stack STACK_S3_PORT={int(taken) + 1})"
     ]
+
+
+STOPPED = [
+    "stack: PostgreSQL: stopped", "stack: SeaweedFS: stopped", "stack: MLflow server: stopped"
+]  # fmt: skip
+LOST = "see docs/operations.md, Lost credentials"
+
+
+def test_lost_or_changed_credentials_are_one_line_and_start_nothing(stack):
+    """A stack whose secrets file is lost, or whose PostgreSQL or MLflow password changed
+    since its state was made: one line naming the cause and where the way back is written,
+    and nothing left running; with the old credentials back it starts with its data."""
+    state = Path(tempfile.mkdtemp(prefix="wardrobe-stack-"))
+    os.chmod(state, 0o755)
+    own = Stack(stack.repo, state)
+    secrets = state / "secrets"
+    try:
+        first = own.run("up")
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert own.run("down").returncode == 0
+        kept = secrets.read_text()
+
+        secrets.unlink()
+        lost = own.run("up")
+        assert lost.returncode == 1 and not secrets.exists()
+        assert lost.stderr.strip().splitlines() == [
+            f"stack: error: {secrets} is missing, but {state} holds a stack made with the "
+            "credentials it held; restore it from your backup, or keep the old state aside and "
+            f"start afresh (make stack-down; mv {state} {state}.old; make stack): see "
+            "docs/operations.md, Lost credentials"
+        ]
+        assert own.run("status").stdout.splitlines() == STOPPED
+
+        for key, says in (
+            ("PG_PASSWORD", "PostgreSQL refused the stack's password"),
+            ("MLFLOW_PASSWORD", "the MLflow server refused the stack's login"),
+        ):
+            changed = "\n".join(
+                f"{key}=changed-{key.lower()}" if line.startswith(f"{key}=") else line
+                for line in kept.splitlines()
+            )  # fmt: skip
+            secrets.write_text(changed + "\n")
+            refused = own.run("up")
+            [line] = refused.stderr.strip().splitlines()
+            assert refused.returncode == 1 and line.startswith(f"stack: error: {says}"), line
+            assert line.endswith(LOST), line
+            assert own.run("status").stdout.splitlines() == STOPPED, refused.stdout
+
+        secrets.write_text(kept)
+        again = own.run("up")
+        assert again.returncode == 0, again.stdout + again.stderr
+    finally:
+        own.run("down")
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def test_a_state_directory_postgres_cannot_reach_is_one_line(stack, tmp_path):

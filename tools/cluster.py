@@ -65,7 +65,8 @@ def token_path(state: Path) -> Path:
 def ray_env(token: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     return {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
-            "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
+            "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "1"}  # fmt: skip
 
 
 def ours(state: Path) -> dict[int, str | None]:

@@ -27,7 +27,7 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_PORT=${STACK_PG_PORT:-5433}
 PG_USER=${STACK_PG_USER:-wardrobe}
 S3_PORT=${STACK_S3_PORT:-8333}
-MLFLOW_PORT=${STACK_MLFLOW_PORT:-5000}
+MLFLOW_PORT=${STACK_MLFLOW_PORT:-5050}  # make ui takes 5000
 MLFLOW_USER=${STACK_MLFLOW_USER:-wardrobe}
 MLFLOW_BUCKET=mlflow
 DVC_BUCKET=dvc
@@ -35,6 +35,7 @@ SECRETS=$STACK_DIR/secrets
 SOCKETS=$STACK_DIR/sockets  # SeaweedFS' Unix sockets: its S3 gateway's, and its filer's
 
 say() { echo "stack: $*"; }
+STARTED=()  # what this `up` started, in order: stopped again if it fails
 fail() { echo "stack: error: $*" >&2; exit 1; }
 
 # Run as the postgres user when root: initdb and postgres refuse to run as root.
@@ -96,6 +97,9 @@ pg_failure() {  # what the postmaster that failed last logged: its LOG, FATAL an
 new_secret() { "$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(20))'; }
 
 load_secrets() {  # the credentials: generated at the first up, each overridden by its variable
+	if [ ! -f "$SECRETS" ] && [ -f "$STACK_DIR/postgres/PG_VERSION" ]; then
+		fail "$SECRETS is missing, but $STACK_DIR holds a stack made with the credentials it held; restore it from your backup, or keep the old state aside and start afresh (make stack-down; mv $STACK_DIR $STACK_DIR.old; make stack): see docs/operations.md, Lost credentials"
+	fi
 	if [ ! -f "$SECRETS" ]; then
 		{
 			echo "PG_PASSWORD=${STACK_PG_PASSWORD:-$(new_secret)}"
@@ -149,6 +153,7 @@ pg_up() {
 		say "PostgreSQL already running"
 	else
 		need_port "$PG_PORT" PostgreSQL STACK_PG_PORT
+		STARTED+=(postgres)
 		as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$run/postgres.log" -w -t 60 start \
 			-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $run -c unix_socket_permissions=0700" >/dev/null \
 			2>/dev/null || fail "PostgreSQL did not start ($(pg_failure)); fix that, then run make stack again (log: $run/postgres.log)"
@@ -162,7 +167,14 @@ pg_up() {
 		as_postgres "$PG_BIN/pg_ctl" -D "$data" reload >/dev/null
 		say "PostgreSQL now asks every connection for its password"
 	fi
-	local db
+	local db refused
+	refused=$(pg_sql "SELECT 1" 2>&1 >/dev/null) || {
+		case $refused in
+			*"password authentication failed"*)
+				fail "PostgreSQL refused the stack's password for $PG_USER: STACK_PG_PASSWORD or PG_PASSWORD in $SECRETS is not the one the database was made with; restore it (see docs/operations.md, Lost credentials)" ;;
+			*) fail "PostgreSQL on 127.0.0.1:$PG_PORT refused a connection ($(echo "$refused" | head -1 | cut -c1-200)); see $run/postgres.log" ;;
+		esac
+	}
 	for db in mlflow mlflow_auth; do  # the runs; the MLflow server's users
 		[ "$(pg_sql "SELECT 1 FROM pg_database WHERE datname = '$db'")" = 1 ] \
 			|| pg_sql "CREATE DATABASE $db" >/dev/null \
@@ -208,6 +220,7 @@ EOF
 			-s3.localSocket=/mnt/sockets/s3.sock -filer.localSocket=/mnt/sockets/filer.sock \
 			>"$STACK_DIR/seaweedfs.log" 2>&1 < /dev/null &
 		echo $! > "$STACK_DIR/weed.pid"
+		STARTED+=(weed)
 	fi
 	if ! running "$STACK_DIR/s3-door.pid"; then
 		need_port "$S3_PORT" "SeaweedFS S3" STACK_S3_PORT
@@ -215,6 +228,7 @@ EOF
 			"TCP-LISTEN:$S3_PORT,bind=127.0.0.1,reuseaddr,fork" "UNIX-CONNECT:$SOCKETS/s3.sock" \
 			>/dev/null 2>&1 < /dev/null &
 		echo $! > "$STACK_DIR/s3-door.pid"
+		STARTED+=(s3-door)
 	fi
 	wait_for "http://127.0.0.1:$S3_PORT/" "SeaweedFS' S3" "$STACK_DIR/seaweedfs.log" "$STACK_DIR/weed.pid"
 	say "S3 (SeaweedFS) on http://127.0.0.1:$S3_PORT (buckets $MLFLOW_BUCKET, $DVC_BUCKET)"
@@ -239,7 +253,10 @@ EOF
 		# Proxied artifacts: the server alone holds the S3 keys; clients need its URL and login.
 		# Every secret reaches it through its environment (PGPASSWORD: libpq's). One S3 attempt
 		# per request: the client retries the request, so a store that is down is named fast.
+		# It answers only its own names (no DNS rebinding: a page whose name resolves to
+		# 127.0.0.1 gets 403) and refuses writes from other origins; it sends no telemetry.
 		PGPASSWORD=$PG_PASSWORD MLFLOW_AUTH_CONFIG_PATH="$STACK_DIR/mlflow-auth.ini" \
+			MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 \
 			MLFLOW_AUTH_ADMIN_PASSWORD=$MLFLOW_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY=$FLASK_SECRET_KEY \
 			MLFLOW_S3_ENDPOINT_URL="http://127.0.0.1:$S3_PORT" AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY \
 			AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY AWS_DEFAULT_REGION=us-east-1 AWS_MAX_ATTEMPTS=1 \
@@ -247,10 +264,29 @@ EOF
 			--backend-store-uri "postgresql+psycopg://$PG_USER@127.0.0.1:$PG_PORT/mlflow" \
 			--artifacts-destination "s3://$MLFLOW_BUCKET/" \
 			--host 127.0.0.1 --port "$MLFLOW_PORT" --workers 2 \
+			--allowed-hosts "127.0.0.1:$MLFLOW_PORT,localhost:$MLFLOW_PORT" \
+			--cors-allowed-origins "http://127.0.0.1:$MLFLOW_PORT,http://localhost:$MLFLOW_PORT" \
 			>"$STACK_DIR/mlflow.log" 2>&1 < /dev/null &
 		echo $! > "$STACK_DIR/mlflow.pid"
+		STARTED+=(mlflow)
 		wait_for "http://127.0.0.1:$MLFLOW_PORT/health" "the MLflow server" "$STACK_DIR/mlflow.log" "$STACK_DIR/mlflow.pid"
 	fi
+	# Its users were made at its first start: a password changed since then logs no one in.
+	local login=0
+	MLFLOW_USER=$MLFLOW_USER MLFLOW_PASSWORD=$MLFLOW_PASSWORD "$VENV/bin/python" - "$MLFLOW_PORT" <<'EOF' || login=$?
+import base64, os, sys, urllib.error, urllib.request
+token = base64.b64encode(f"{os.environ['MLFLOW_USER']}:{os.environ['MLFLOW_PASSWORD']}".encode())
+request = urllib.request.Request(
+    f"http://127.0.0.1:{sys.argv[1]}/api/2.0/mlflow/experiments/search?max_results=1",
+    headers={"Authorization": "Basic " + token.decode()})
+try:
+    urllib.request.urlopen(request, timeout=30)
+except urllib.error.HTTPError as exc:
+    sys.exit(3 if exc.code == 401 else 0)
+except OSError:
+    sys.exit(0)  # not a login matter: the clients' own checks name it
+EOF
+	[ "$login" = 3 ] && fail "the MLflow server refused the stack's login for $MLFLOW_USER: STACK_MLFLOW_PASSWORD or MLFLOW_PASSWORD in $SECRETS is not the one its users were made with; restore it (see docs/operations.md, Lost credentials)"
 	say "MLflow server on http://127.0.0.1:$MLFLOW_PORT (user $MLFLOW_USER)"
 }
 
@@ -290,8 +326,28 @@ stop_pid() {  # stop_pid FILE WHAT: the process group it leads, then the file
 	rm -f "$1"
 }
 
+stop_postgres() {
+	if pg_running; then
+		as_postgres "$PG_BIN/pg_ctl" -D "$STACK_DIR/postgres" -m fast -w stop >/dev/null
+		say "stopped PostgreSQL"
+	fi
+}
+
+stop_started() {  # an `up` that failed stops what it started, last first, and keeps the rest
+	local i
+	for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+		case ${STARTED[i]} in
+			postgres) stop_postgres ;;
+			weed) stop_pid "$STACK_DIR/weed.pid" SeaweedFS ;;
+			s3-door) stop_pid "$STACK_DIR/s3-door.pid" "the S3 door (socat)" ;;
+			mlflow) stop_pid "$STACK_DIR/mlflow.pid" "the MLflow server" ;;
+		esac
+	done
+}
+
 case "${1:-}" in
 	up)
+		trap 'status=$?; [ "$status" = 0 ] || stop_started; exit "$status"' EXIT
 		chmod 711 "$STACK_DIR"  # others may pass through (the postgres user must), not look
 		find "$STACK_DIR" -mindepth 1 -maxdepth 1 ! -name postgres ! -name run -exec chmod go-rwx {} +
 		load_secrets; pg_up; s3_up; mlflow_up; client_config ;;
@@ -299,14 +355,16 @@ case "${1:-}" in
 		stop_pid "$STACK_DIR/mlflow.pid" "the MLflow server"
 		stop_pid "$STACK_DIR/s3-door.pid" "the S3 door (socat)"
 		stop_pid "$STACK_DIR/weed.pid" SeaweedFS
-		if pg_running; then
-			as_postgres "$PG_BIN/pg_ctl" -D "$STACK_DIR/postgres" -m fast -w stop >/dev/null
-			say "stopped PostgreSQL"
-		fi ;;
+		stop_postgres ;;
 	status)
 		pg_running && say "PostgreSQL: running" || say "PostgreSQL: stopped"
-		running "$STACK_DIR/weed.pid" && running "$STACK_DIR/s3-door.pid" && say "SeaweedFS: running" \
-			|| say "SeaweedFS: stopped"
+		if running "$STACK_DIR/weed.pid" && running "$STACK_DIR/s3-door.pid"; then
+			say "SeaweedFS: running"
+		elif running "$STACK_DIR/weed.pid"; then
+			say "SeaweedFS: running, but not its S3 door (make stack starts it)"
+		elif running "$STACK_DIR/s3-door.pid"; then
+			say "SeaweedFS: stopped, but its S3 door runs (make stack-down stops it)"
+		else say "SeaweedFS: stopped"; fi
 		running "$STACK_DIR/mlflow.pid" && say "MLflow server: running" || say "MLflow server: stopped" ;;
 	*) fail "usage: tools/stack.sh up|down|status" ;;
 esac

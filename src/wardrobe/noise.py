@@ -230,6 +230,9 @@ def summarise(runs: Sequence[Run], confidence: float = CONFIDENCE) -> dict[str, 
 
 
 def read_noise(path: Path) -> dict[str, Any] | None:
+    """reports/noise.json, checked: None when there is none; a NoiseError naming the first key
+    that is not what `make noise` writes (the gate must never move `champion` on a tolerance of
+    NaN, or a negative one that calls a worse candidate better)."""
     if not path.is_file():
         return None
     noise = _json(path.read_text(), str(path))
@@ -238,8 +241,38 @@ def read_noise(path: Path) -> dict[str, Any] | None:
         raise NoiseError(
             f"{path}: not a noise file of three runs or more; regenerate it (make noise)"
         )
+    confidence = noise.get("confidence", CONFIDENCE)
+    if not (_finite(confidence) and 0 < confidence < 1):
+        _bad(path, "confidence", confidence, "a number between 0 and 1")
+    for file, entries in files.items():
+        if not isinstance(entries, dict):
+            _bad(path, f"files.{file}", entries, "an object of metrics")
+        for key, entry in entries.items():
+            where = f"files.{file}.{key}"
+            if not isinstance(entry, dict):
+                _bad(path, where, entry, "an object with the metric's values and tolerance")
+            for name in ("tolerance", "sd"):
+                value = entry.get(name)
+                if not (_finite(value) and value >= 0):
+                    _bad(path, f"{where}.{name}", value, "a finite number >= 0")
+            values = entry.get("values")
+            if not (isinstance(values, list) and values and all(map(_finite, values))):
+                _bad(path, f"{where}.values", values, "a list of finite numbers")
     noise.setdefault("params", {})
     return noise
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _bad(path: Path, key: str, value: Any, expected: str) -> None:
+    shown = json.dumps(value, allow_nan=True)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise NoiseError(
+        f"{path}: {key} is {shown}, not {expected}; measure the noise again (make noise) or "
+        "restore the file from git"
+    )
 
 
 @dataclass(frozen=True)

@@ -116,8 +116,15 @@ def locked_hash(root: Path, model: str) -> str:
 
 def tolerances(root: Path) -> dict[str, float]:
     """{"<model>.<metric>": tolerance} of reports/noise.json."""
-    noise = _read_json(root / NOISE, "measure the noise first (make noise)")
-    found = noise.get("files", {}).get("reports/metrics.json", {})
+    from wardrobe.noise import NoiseError, read_noise
+
+    try:
+        noise = read_noise(root / NOISE)
+    except NoiseError as exc:
+        raise PromotionError(str(exc)) from None
+    if noise is None:
+        raise PromotionError(f"{root / NOISE}: missing; measure the noise first (make noise)")
+    found = noise["files"].get("reports/metrics.json", {})
     return {key: float(entry["tolerance"]) for key, entry in found.items()}
 
 

@@ -1,6 +1,11 @@
 """`make ui` (python -m wardrobe.ui): the MLflow UI over the project's own tracking store
 (mlflow.db), on 127.0.0.1, after the one line with the link to the training runs. A port that
-is taken stops it with one line naming the port and UI_PORT."""
+is taken stops it with one line naming the port and UI_PORT.
+
+It answers only its own names, 127.0.0.1:PORT and localhost:PORT: a page whose name resolves to
+127.0.0.1 (DNS rebinding) gets 403, and so does a write from another origin (MLflow's own
+security middleware, given the exact names: its default allows any name that starts like a
+private address)."""
 
 from __future__ import annotations
 
@@ -40,6 +45,14 @@ def ui_link(port: int, experiment: str = DEFAULT_EXPERIMENT) -> str:
     return f"http://127.0.0.1:{port}/#/{page}?workflowType=machine_learning"
 
 
+def own_names(port: int) -> list[str]:
+    """The MLflow server's options that make it answer only 127.0.0.1:PORT and localhost:PORT
+    and refuse writes from any other origin."""
+    hosts = [f"127.0.0.1:{port}", f"localhost:{port}"]
+    origins = [f"http://{host}" for host in hosts]
+    return ["--allowed-hosts", ",".join(hosts), "--cors-allowed-origins", ",".join(origins)]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m wardrobe.ui", description=__doc__)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
@@ -52,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"ui: the training runs: {ui_link(args.port)}", flush=True)
     mlflow = environment_tool("mlflow")
     command = [mlflow, "ui", "--backend-store-uri", default_tracking_uri(),
-               "--host", "127.0.0.1", "--port", str(args.port)]  # fmt: skip
+               "--host", "127.0.0.1", "--port", str(args.port), *own_names(args.port)]  # fmt: skip
     os.execv(mlflow, command)
 
 

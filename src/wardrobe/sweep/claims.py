@@ -28,6 +28,7 @@ from typing import Any
 
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import atomic_file
+from wardrobe.noise import read_noise
 from wardrobe.tracking.runs import flatten
 
 LECTURE = {"vae.beta": 500, "vae.latent_dim": 2}
@@ -340,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--noise", type=Path, default=Path("reports/noise.json"))
     args = parser.parse_args(argv)
     points = load_points(args.results)
-    noise = json.loads(args.noise.read_text()) if args.noise.is_file() else None
+    noise = read_noise(args.noise)
     for path in draw(points, noise, args.out):
         print(f"claims: {path} written")
     print(reading(points, noise))
