@@ -131,8 +131,9 @@ $(VENV)/.sweep-installed: pyproject.toml requirements.lock | $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[sweep]'
 	touch $@
 
-sweep: $(VENV)/.sweep-installed ## Run a sweep's points as DVC experiments on Ray (SWEEP=sweeps/x.yaml; PARALLEL=N; RAY_ADDRESS for a cluster)
-	$(BIN)/python -m wardrobe.sweep run $(SWEEP) $(if $(PARALLEL),--parallel $(PARALLEL))
+sweep: $(VENV)/.sweep-installed ## Run a sweep's points as DVC experiments on Ray (SWEEP=sweeps/x.yaml; PARALLEL=N; ALLOW_LARGE=1 past 200 points; RAY_ADDRESS for a cluster)
+	$(BIN)/python -m wardrobe.sweep run $(SWEEP) $(if $(PARALLEL),--parallel $(PARALLEL)) \
+		$(if $(ALLOW_LARGE),--allow-large)
 
 cluster: $(VENV)/.sweep-installed ## Start a Ray cluster on 127.0.0.1: a head and WORKERS worker nodes (default 2; CLUSTER_PORT 6390), token auth; source .cluster/env
 	$(BIN)/python tools/cluster.py up

@@ -8,7 +8,8 @@ Starts each server on a free port of 127.0.0.1 over the champion of a project's 
 For each: the memory of its processes (RSS, summed over the process tree, sampled every 0.1 s)
 idle, then under a burst: one request of 100,000 latent vectors (4.3 MB of JSON), then 50
 requests of 1,000 vectors from 10 threads at once; then SIGTERM to the server's process, and
-the seconds until it exits (killed after 30 s). Every loop is bounded in count and time.
+the seconds until it exits (killed after 30 s). Every loop is bounded in count and time, and a
+server whose memory passes 60% of the machine's is killed (the figures say so).
 
     python bench/serve_memory.py --project /path/to/promoted/project --model vae
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import signal
@@ -34,6 +36,7 @@ import psutil
 BIG = 100_000
 SMALL, REQUESTS, THREADS = 1_000, 50, 10
 MIB = 2**20
+CAP_SHARE = 0.6  # of the machine's memory: a server past it is killed, and the run says so
 
 
 def free_port() -> int:
@@ -81,12 +84,16 @@ def measure(command: list[str], project: Path, port: int) -> dict:
                 time.sleep(0.5)
         time.sleep(2)
         idle = tree_rss(server.pid)
-        peak, sampling = idle, True
+        peak, sampling, capped = idle, True, False
+        cap = psutil.virtual_memory().total * CAP_SHARE
 
         def sample() -> None:
-            nonlocal peak
+            nonlocal peak, capped
             while sampling:
                 peak = max(peak, tree_rss(server.pid))
+                if peak > cap and not capped:  # stop it before it takes the machine
+                    capped = True
+                    os.killpg(server.pid, signal.SIGKILL)
                 time.sleep(0.1)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -104,18 +111,19 @@ def measure(command: list[str], project: Path, port: int) -> dict:
         sampling = False
         sampler.join()
         term = time.monotonic()
-        os.kill(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-            stopped_s = round(time.monotonic() - term, 1)
-        except subprocess.TimeoutExpired:
-            stopped_s = None
+        stopped_s = None
+        if not capped:
+            os.kill(server.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(timeout=30)
+                stopped_s = round(time.monotonic() - term, 1)
         return {
             "idle MiB": round(idle / MIB), "peak MiB": round(peak / MIB),
             "after MiB": round(after / MIB), "burst s": round(burst_s, 1),
             "big request": big_status,
             "small requests": {str(s): statuses.count(s) for s in sorted(set(statuses))},
             "SIGTERM -> exit s": stopped_s,
+            "killed at the memory cap": capped,
         }  # fmt: skip
     finally:
         if server.poll() is None:

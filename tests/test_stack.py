@@ -368,7 +368,7 @@ def test_lost_or_changed_credentials_are_one_line_and_start_nothing(stack):
             refused = own.run("up")
             [line] = refused.stderr.strip().splitlines()
             assert refused.returncode == 1 and line.startswith(f"stack: error: {says}"), line
-            assert line.endswith(LOST), line
+            assert line.endswith(f"({LOST})"), line
             assert own.run("status").stdout.splitlines() == STOPPED, refused.stdout
 
         secrets.write_text(kept)

@@ -104,6 +104,8 @@ def test_a_set_argument_reads_back_as_its_value(tmp_path, value):
         ("grids: {vae.beta: [1]}\n", r"grids is not a known key \(known: grid, name, set\)$"),
         ("grid: [vae.beta\n", r"s.yaml: not valid YAML at line 2; fix the syntax$"),
         ("grid: {seed.x: [1]}\n", r"seed.x: seed is not a section of params.yaml"),
+        ("grid:\n  vae.beta: [1]\n  vae.beta: [2]\n",
+         r"s.yaml: vae.beta is given twice at line 3; keep one of them$"),
     ],
 )  # fmt: skip
 def test_a_bad_sweep_file_is_one_line_naming_what_is_wrong(tmp_path, text, message):
@@ -116,6 +118,13 @@ def test_a_bad_sweep_file_is_one_line_naming_what_is_wrong(tmp_path, text, messa
 def test_a_missing_sweep_file_is_one_line(tmp_path):
     with pytest.raises(spec.SweepError, match=r"nope.yaml: not found; name a sweep file"):
         spec.load(tmp_path / "nope.yaml", ROOT / "params.yaml")
+    with pytest.raises(spec.SweepError, match=r": a directory; name a sweep file in it"):
+        spec.load(tmp_path, ROOT / "params.yaml")
+    binary = tmp_path / "s.yaml"
+    binary.write_bytes(b"grid:\n  vae.beta: [1]\n\xff\xfe")
+    with pytest.raises(spec.SweepError) as err:
+        spec.load(binary, ROOT / "params.yaml")
+    assert str(err.value) == f"{binary}: not UTF-8 text (byte 22); a sweep file is YAML"
 
 
 def sweep_cli(repo: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
@@ -301,6 +310,25 @@ def test_a_sweep_of_uncommitted_changes_is_refused_before_anything_runs(tmp_path
         f"{head(repo)[:7]}, so they would not run; commit them (or stash them), then run the "
         "sweep"
     ]
+    assert not (repo / ".sweep").exists()
+    subprocess.run(["git", "checkout", "params.yaml"], cwd=repo, check=True)
+
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("grid:\n  vae.beta: [7]\n")
+    done = sweep_cli(repo, "run", str(outside), timeout=120)
+    assert (done.returncode, done.stderr.splitlines()) == (1, [
+        f"sweep: error: {outside} is outside the project {repo}: a sweep runs what a commit "
+        "holds; put the file in the project (e.g. sweeps/) and commit it"
+    ])  # fmt: skip
+
+    write_sweep(repo, f"grid:\n  vae.beta: {list(range(1, 16))}\n  seed: {list(range(15))}\n")
+    commit(repo, "a sweep of 225 points")
+    done = sweep_cli(repo, "run", "sweeps/s.yaml", timeout=120)
+    assert (done.returncode, done.stderr.splitlines()) == (1, [
+        "sweep: error: sweeps/s.yaml spans 225 points, more than 200: check its grid (python -m "
+        "wardrobe.sweep points sweeps/s.yaml), or run it with --allow-large (make sweep "
+        "ALLOW_LARGE=1)"
+    ])  # fmt: skip
     assert not (repo / ".sweep").exists()
 
 

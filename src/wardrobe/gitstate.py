@@ -7,6 +7,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from wardrobe.errors import WardrobeError
+
 # What decides a run's results: its params, stages, code and pinned dependencies.
 PIPELINE = ("params.yaml", "dvc.yaml", "dvc.lock", "src", "pipeline", "pyproject.toml",
             "requirements.lock")  # fmt: skip
@@ -27,4 +29,7 @@ def changed(root: Path, paths: Sequence[str] = PIPELINE) -> list[str]:
     """The paths under `paths` that differ from HEAD: modified, staged, deleted or untracked
     (not ignored)."""
     done = git(root, "status", "--porcelain", "--untracked-files=all", "--", *paths)
+    if done.returncode != 0:  # a path outside the repository, no repository: never "clean"
+        lines = done.stderr.strip().splitlines() or [f"exit {done.returncode}"]
+        raise WardrobeError(f"git status in {root} failed: {lines[-1]}")
     return [line[3:] for line in done.stdout.splitlines()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -133,9 +134,23 @@ class Params(Section):
     plots: PlotsParams
 
 
+class DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping that names one key twice (PyYAML would keep the last, silently)."""
+
+
 class YAML12Loader(yaml.SafeLoader):
     """PyYAML's safe loader, reading plain scalars as YAML 1.2 (and DVC, which writes `-S`
-    values into params.yaml) does: `1e-12` and `5e-4` are numbers, `yes` and `off` strings."""
+    values into params.yaml) does: `1e-12` and `5e-4` are numbers, `yes` and `off` strings.
+    A key given twice in one mapping is an error, as YAML says, not the last one winning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in seen:
+                raise DuplicateKey(None, None, f"{key} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 YAML12Loader.yaml_implicit_resolvers = {
@@ -179,7 +194,10 @@ def load(path: str | os.PathLike[str] = "params.yaml") -> Params:
 def syntax_error(exc: yaml.YAMLError) -> str:
     """'not valid YAML at line 3; fix the syntax': what `parse` refused, and where."""
     mark = getattr(exc, "problem_mark", None)
-    return f"not valid YAML{f' at line {mark.line + 1}' if mark else ''}; fix the syntax"
+    at = f" at line {mark.line + 1}" if mark else ""
+    if isinstance(exc, DuplicateKey):
+        return f"{exc.problem}{at}; keep one of them"
+    return f"not valid YAML{at}; fix the syntax"
 
 
 def validate(raw: Any, where: str) -> Params:

@@ -12,6 +12,10 @@ from pathlib import Path
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import project_root
 
+# A grid's axes multiply: past this many points, a typo in one (a list of 100 values where 10
+# were meant) is likelier than intent, so the sweep asks for --allow-large.
+MAX_POINTS = 200
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m wardrobe.sweep", description=__doc__)
@@ -29,6 +33,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help="a Ray head (default: RAY_ADDRESS, else an embedded runtime)",
     )
+    run.add_argument(
+        "--allow-large",
+        action="store_true",
+        help=f"run a sweep of more than {MAX_POINTS} points (make sweep ALLOW_LARGE=1)",
+    )
     points = commands.add_parser("points", help="the sweep's points and their -S arguments")
     points.add_argument("sweep", type=Path)
     args = parser.parse_args(argv)
@@ -43,6 +52,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             for point in sweep.points:
                 print(point.name, shlex.join(point.set_args()))
             return
+        if len(sweep.points) > MAX_POINTS and not args.allow_large:
+            raise spec.SweepError(
+                f"{args.sweep} spans {len(sweep.points)} points, more than {MAX_POINTS}: check "
+                f"its grid (python -m wardrobe.sweep points {args.sweep}), or run it with "
+                "--allow-large (make sweep ALLOW_LARGE=1)"
+            )
         from wardrobe.sweep import engine
 
         outcomes = engine.run(root, sweep, args.parallel, args.address)

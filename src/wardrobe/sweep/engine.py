@@ -74,6 +74,13 @@ def require_committed(root: Path, sweep: Sweep) -> str:
     commit = head(root)
     if commit is None:
         raise SweepRunError(f"{root} has no git commit: a sweep runs a commit; commit first")
+    try:
+        sweep.path.resolve().relative_to(root.resolve())
+    except ValueError:
+        raise SweepRunError(
+            f"{sweep.path} is outside the project {root}: a sweep runs what a commit holds; "
+            "put the file in the project (e.g. sweeps/) and commit it"
+        ) from None
     differ = changed(root, (*PIPELINE, str(sweep.path)))
     if differ:
         raise SweepRunError(

@@ -157,6 +157,16 @@ def load(
         raise SweepError(
             f"{where}: not found; name a sweep file (e.g. sweeps/claims.yaml)"
         ) from None
+    except IsADirectoryError:
+        raise SweepError(
+            f"{where}: a directory; name a sweep file in it (e.g. sweeps/claims.yaml)"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise SweepError(
+            f"{where}: not UTF-8 text (byte {exc.start}); a sweep file is YAML"
+        ) from None
+    except OSError as exc:
+        raise SweepError(f"{where}: unreadable ({exc.strerror}); name a readable file") from None
     except yaml.YAMLError as exc:
         raise SweepError(f"{where}: {syntax_error(exc)}") from None
     if not isinstance(raw, dict):
