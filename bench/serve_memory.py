@@ -12,6 +12,7 @@ the seconds until it exits (killed after 30 s). Every loop is bounded in count a
 server whose memory passes 60% of the machine's is killed (the figures say so).
 
     python bench/serve_memory.py --project /path/to/promoted/project --model vae
+    python bench/serve_memory.py --project … --servers wardrobe     # one of them
 """
 
 from __future__ import annotations
@@ -136,12 +137,19 @@ def main() -> None:
     parser.add_argument("--project", type=Path, default=Path.cwd(), help="a promoted project")
     parser.add_argument("--model", choices=("ae", "vae"), default="vae")
     parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        choices=("mlflow", "wardrobe"),
+        default=["mlflow", "wardrobe"],
+        help="which to measure, in this order",
+    )
     args = parser.parse_args()
     project = args.project.resolve()
     mlflow = str(Path(sys.executable).with_name("mlflow"))
     model = f"models:/wardrobe-{args.model}-decoder@champion"
     results = {}
-    for name in ("mlflow", "wardrobe"):
+    for name in args.servers:
         port = free_port()
         command = (
             [mlflow, "models", "serve", "-m", model, "--env-manager", "local",
