@@ -13,9 +13,6 @@ from wardrobe.params import load
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    # Imported here, once run_stage has set up the signals: the library takes seconds to load.
-    from wardrobe.evaluation import evaluate
-
     args = parse_args(
         argv, __doc__, {"model": ("ae", "vae")},
         models="directory of the model's and the classifier's directories (models)",
@@ -24,6 +21,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         out="the model's evaluation (reports/evaluation/<model>.json)",
     )  # fmt: skip
     params = load(args.params)
+    # Imported once the arguments (and params) are read, so that --help and a bad value
+    # answer at once, and after run_stage set up the signals: it takes seconds to load.
+    from wardrobe.evaluation import evaluate
+
     metrics = evaluate(params.evaluate, params.seed, args.model, args.models, args.data,
                        args.reference, args.out)["test"]  # fmt: skip
     kl = f", KL {metrics['kl']:.2f}" if "kl" in metrics else ""

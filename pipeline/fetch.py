@@ -9,11 +9,12 @@ from wardrobe.params import load
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    # Imported here, once run_stage has set up the signals: the library takes seconds to load.
-    from wardrobe.fetch import fetch_raw
-
     args = parse_args(argv, __doc__, out="directory for the IDX files (data/raw)")
     data = load(args.params).data
+    # Imported once the arguments (and params) are read, so that --help and a bad value
+    # answer at once, and after run_stage set up the signals: it takes seconds to load.
+    from wardrobe.fetch import fetch_raw
+
     used = fetch_raw(
         args.out, mirror=data.mirror, urls=data.urls, timeout_s=data.timeout_s,
         retries=data.retries,

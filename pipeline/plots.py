@@ -11,9 +11,6 @@ from wardrobe.params import load
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    # Imported here, once run_stage has set up the signals: the library takes seconds to load.
-    from wardrobe.plots import plot
-
     args = parse_args(
         argv, __doc__, {"model": ("ae", "vae")},
         models="directory of the model's directory (models)",
@@ -23,6 +20,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "(reports/evaluation/<model>.json)",
     )  # fmt: skip
     params = load(args.params)
+    # Imported once the arguments (and params) are read, so that --help and a bad value
+    # answer at once, and after run_stage set up the signals: it takes seconds to load.
+    from wardrobe.plots import plot
+
     written = plot(params.plots, params.seed, args.model, args.models, args.data, args.out,
                    args.evaluation)  # fmt: skip
     print(f"plots: {len(written)} figures of {args.model} written to {args.out}")

@@ -9,13 +9,14 @@ from wardrobe.params import load
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    # Imported here, once run_stage has set up the signals: the library takes seconds to load.
-    from wardrobe.dataset import preprocess
-
     args = parse_args(
         argv, __doc__, raw="directory of the IDX files (data/raw)",
         out="directory for train.npz and test.npz (data/processed)",
     )  # fmt: skip
+    # Imported once the arguments (and params) are read, so that --help and a bad value
+    # answer at once, and after run_stage set up the signals: it takes seconds to load.
+    from wardrobe.dataset import preprocess
+
     counts = preprocess(load(args.params).preprocess, args.raw, args.out)
     for split, n in counts.items():
         print(f"preprocess: {split}: {n:,} images -> {args.out}/{split}.npz")

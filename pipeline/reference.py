@@ -14,9 +14,6 @@ from wardrobe.params import load
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    # Imported here, once run_stage has set up the signals: the library takes seconds to load.
-    from wardrobe.evaluation import reference
-
     args = parse_args(
         argv, __doc__, classifier="the classifier's directory (models/classifier)",
         data="directory of train.npz and test.npz (data/processed)",
@@ -24,6 +21,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         report="the classifier's evaluation (reports/evaluation/classifier.json)",
     )  # fmt: skip
     params = load(args.params)
+    # Imported once the arguments (and params) are read, so that --help and a bad value
+    # answer at once, and after run_stage set up the signals: it takes seconds to load.
+    from wardrobe.evaluation import reference
+
     metrics = reference(params.evaluate, params.seed, args.classifier, args.data, args.out,
                         args.report)  # fmt: skip
     test = metrics["test"]

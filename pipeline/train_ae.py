@@ -9,15 +9,16 @@ from wardrobe.params import load
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    # Imported here, once run_stage has set up the signals: the library takes seconds to load.
-    from wardrobe.training.ae import train
-
     args = parse_args(
         argv, __doc__, data="directory of train.npz and test.npz (data/processed)",
         checks="the data checks' verdict (reports/data_checks/summary.json)",
         out="model directory (models/ae)",
     )  # fmt: skip
     params = load(args.params)
+    # Imported once the arguments (and params) are read, so that --help and a bad value
+    # answer at once, and after run_stage set up the signals: it takes seconds to load.
+    from wardrobe.training.ae import train
+
     trained = train(params.ae, params.seed, args.data, args.checks, args.out)
     print(
         f"train_ae: {params.ae.epochs} epochs in {trained.seconds:.1f} s, val_loss "

@@ -13,15 +13,16 @@ from wardrobe.params import load
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    # Imported here, once run_stage has set up the signals: the library takes seconds to load.
-    from wardrobe.checks.validate import validate
-
     args = parse_args(
         argv, __doc__, raw="directory of the IDX files (data/raw)",
         processed="directory of train.npz and test.npz (data/processed)",
         out="report directory (reports/data_checks)",
     )  # fmt: skip
     params = load(args.params)
+    # Imported once the arguments (and params) are read, so that --help and a bad value
+    # answer at once, and after run_stage set up the signals: it takes seconds to load.
+    from wardrobe.checks.validate import validate
+
     summary = validate(params.checks, params.preprocess, args.raw, args.processed, args.out)
     print(
         f"validate: {summary['evaluated']} expectations passed; "

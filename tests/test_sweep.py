@@ -5,10 +5,13 @@ neither lost, each run holding its own point's params; the same sweep again runs
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import pytest
 from conftest import (
     ROOT,
     TINY_RUN,
+    client_for,
     commit,
     dvc,
     free_port,
@@ -398,3 +402,108 @@ def test_an_unreachable_ray_head_git_remote_or_dvc_remote_stops_the_sweep_with_o
 def test_every_committed_sweep_is_valid(path):
     sweep = spec.load(path, ROOT / "params.yaml")
     assert sweep.points and len({p.name for p in sweep.points}) == len(sweep.points)
+
+
+def running_runs(repo: Path) -> list[str]:
+    """The ids of the project's MLflow runs that are RUNNING."""
+    import contextlib
+    import sqlite3
+
+    db = repo / "mlflow.db"
+    if not db.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as c:
+        try:
+            rows = c.execute("SELECT run_uuid FROM runs WHERE status = 'RUNNING'").fetchall()
+        except sqlite3.Error:  # the schema is still being made
+            return []
+    return [row[0] for row in rows]
+
+
+def in_project(repo: Path) -> list[str]:
+    """The command lines of the processes whose working directory is in the project."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/cwd").startswith(str(repo)):
+                found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" "))
+        except OSError:
+            continue
+    return [line.decode(errors="replace") for line in found]
+
+
+def interrupted(repo: Path, tmp: Path, send) -> tuple[int, list[str], str]:
+    """Start the sweep as a terminal's foreground job would (a process group of its own, its
+    temporary files under `tmp`), wait until a training's MLflow run is RUNNING, check the
+    Ray runtime's directory is private, `send` the signal; (exit status, stderr, the run)."""
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "wardrobe.sweep", "run", "sweeps/s.yaml", "--parallel", "1"],
+        cwd=repo, env=repo_env(repo, {"TMPDIR": str(tmp)}), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 600
+        while not (running := running_runs(repo)):
+            assert sweep.poll() is None, sweep.communicate()
+            assert time.monotonic() < deadline, "no run started in 600 s"
+            time.sleep(0.5)
+        private = list(tmp.glob("wardrobe-ray-*"))
+        assert [oct(p.stat().st_mode & 0o777) for p in private] == ["0o700"], private
+        sent = time.monotonic()
+        send(sweep)
+        _, err = sweep.communicate(timeout=300)  # the stages' clean-up, then Ray's
+        print(f"sweep: exit {sweep.returncode} {time.monotonic() - sent:.1f} s after the signal")
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+            sweep.wait()
+    return sweep.returncode, err.strip().splitlines(), running[0]
+
+
+@pytest.mark.slow
+def test_ctrl_c_or_sigterm_stops_a_sweep_with_one_line_and_the_next_run_finishes(tmp_path):
+    """Ctrl-C (twice, to the whole process group) and SIGTERM (to the driver): the running
+    point is cancelled, its training's run ends KILLED, its clone is removed, nothing of it
+    runs on, the Ray runtime's private directory is gone; one line, exit 130 or 143. The
+    next run of the sweep runs every point."""
+    repo = project_repo(tmp_path / "project")
+    write_params(repo, repo / "params.yaml", **TINY_RUN)
+    write_sweep(repo, "name: t\ngrid:\n  vae.beta: [7, 50]\n")
+    commit(repo, "a tiny pipeline and its sweep")
+    tmp = Path(tempfile.mkdtemp(prefix="wst-"))  # TMPDIR: short, as Ray's sockets need
+    client = None
+
+    def ctrl_c(sweep: subprocess.Popen) -> None:
+        os.killpg(sweep.pid, signal.SIGINT)
+        time.sleep(1)
+        os.killpg(sweep.pid, signal.SIGINT)
+
+    for send, name, code in (
+        (ctrl_c, "SIGINT", 130),
+        (lambda s: s.send_signal(signal.SIGTERM), "SIGTERM", 143),
+    ):
+        status, err, run = interrupted(repo, tmp, send)
+        print("\n".join(err[-4:]))
+        assert status == code, err
+        assert err[-1] == (
+            f"sweep: error: stopped by {name}: 1 running point(s) cancelled (t-beta7), 0 of 2 "
+            "finished; run the sweep again to run the rest"
+        ), err
+        assert f"sweep: {name}: stopping the running points; no new one starts" in err
+        assert not any("t-beta50 started" in line for line in err), err
+        client = client or client_for(repo)
+        assert client.get_run(run).info.status == "KILLED"
+        assert list((repo / ".sweep" / "trials").iterdir()) == []
+        assert list(tmp.glob("wardrobe-ray-*")) == []
+        deadline = time.monotonic() + 30
+        while left := in_project(repo):
+            assert time.monotonic() < deadline, left
+            time.sleep(1)
+
+    shutil.rmtree(tmp)  # what the stages' tools left there
+    done = sweep_cli(repo, "run", "sweeps/s.yaml", timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((repo / "reports" / "sweeps" / "t.json").read_text())
+    assert {p["point"]: p["status"] for p in results["points"]} == {
+        "t-beta7": "done", "t-beta50": "done",
+    }  # fmt: skip

@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         outcomes = engine.run(root, sweep, args.parallel, args.address)
     except WardrobeError as exc:
         print(f"sweep: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(128 + exc.signum if hasattr(exc, "signum") else 1)  # stopped by a signal
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         print(f"sweep: error: {len(failed)} of {len(outcomes)} points failed: "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -57,6 +58,49 @@ HEADLINE = (
 
 class SweepRunError(WardrobeError):
     """A sweep that cannot start: the line says why and what to do."""
+
+
+CANCEL_WAIT_S = 120  # for the running trials to stop their commands and remove their clones
+
+
+class SweepInterrupted(WardrobeError):
+    """Ctrl-C or SIGTERM stopped the sweep: its running points were cancelled, the others
+    not started; `signum` gives the exit status (128 + it)."""
+
+    def __init__(self, line: str, signum: int) -> None:
+        super().__init__(line)
+        self.signum = signum
+
+
+class Interrupts:
+    """SIGINT and SIGTERM to the sweep's driver, kept instead of raised: the sweep then starts
+    no point, cancels the running ones (their stages end their runs KILLED, their clones are
+    removed), stops Ray and writes what it has. A second signal changes nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._before: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Take both signals (again after ray.init, which installs handlers of its own)."""
+        for sig in self.SIGNALS:
+            before = signal.signal(sig, self._keep)
+            self._before.setdefault(sig, before)
+
+    def restore(self) -> None:
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler)
+
+    def _keep(self, signum: int, frame: Any) -> None:
+        if not self.received:
+            say(f"{signal.Signals(signum).name}: stopping the running points; no new one starts")
+        self.received.append(signum)
+
+    @property
+    def first(self) -> int | None:
+        return self.received[0] if self.received else None
 
 
 def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -205,7 +249,7 @@ def start_ray(place: Place, parallel: int, temp_dir: str) -> Any:
                      _temp_dir=temp_dir, **kwargs)  # fmt: skip
         else:
             ray.init(address=place.address, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
         where = place.address or "the embedded runtime"
         raise SweepRunError(
             f"Ray at {where} could not be reached: {str(exc).strip().splitlines()[-1]}; start "
@@ -248,17 +292,41 @@ def say(line: str) -> None:
     print(f"sweep: {line}", file=sys.stderr, flush=True)
 
 
+def cancel(ray: Any, running: Mapping[Any, Trial], why: str) -> list[Outcome]:
+    """Cancel the running trials and wait until each has stopped its commands and removed its
+    clone (Ray raises KeyboardInterrupt in the task: wardrobe.sweep.trial); a trial still
+    running after CANCEL_WAIT_S is killed with its worker. The outcomes say `interrupted`."""
+    for ref in running:
+        ray.cancel(ref, force=False)
+    pending, deadline = list(running), time.monotonic() + CANCEL_WAIT_S
+    while pending and time.monotonic() < deadline:
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
+    for ref in pending:
+        ray.cancel(ref, force=True)
+    for trial in running.values():
+        say(f"{trial.point} interrupted: {why}")
+    return [Outcome(t.point, "-", 0.0, "interrupted", why) for t in running.values()]
+
+
 def schedule(
-    ray: Any, trials: Sequence[Trial], parallel: int, order: Mapping[str, set[str]]
+    ray: Any,
+    trials: Sequence[Trial],
+    parallel: int,
+    order: Mapping[str, set[str]],
+    interrupts: Interrupts | None = None,
 ) -> list[Outcome]:
     """Run the trials, at most `parallel` at once, each once the points it waits for have
     finished (`order.waits`: the earlier points that first compute one of its stages, which
-    it then restores from the run cache). Print a line as each trial starts and ends."""
+    it then restores from the run cache). Print a line as each trial starts and ends. Once
+    `interrupts` holds a signal, start nothing more and cancel what runs."""
     task, progress = _task(ray), _progress(ray)
     waiting, running, outcomes = list(trials), {}, []
     finished: set[str] = set()
     starts: dict[str, float] = {}
     while waiting or running:
+        if interrupts is not None and interrupts.first is not None:
+            name = signal.Signals(interrupts.first).name
+            return outcomes + cancel(ray, running, f"the sweep was stopped ({name})")
         ready = [t for t in waiting if order.get(t.point, set()) <= finished]
         for trial in ready[: max(0, parallel - len(running))]:
             waiting.remove(trial)
@@ -274,7 +342,13 @@ def schedule(
                 outcome = ray.get(ref)
             except Exception as exc:  # the task failed past its retries (its node died)
                 line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                outcome = Outcome(trial.point, "-", 0.0, "failed", line)
+                # Ctrl-C in a terminal reaches Ray's workers too, before the driver's handler
+                stopped = isinstance(exc, ray.exceptions.TaskCancelledError) or (
+                    "KeyboardInterrupt" in str(exc)
+                )
+                outcome = Outcome(
+                    trial.point, "-", 0.0, "interrupted" if stopped else "failed", line
+                )
             outcomes.append(outcome)
             finished.add(trial.point)
             if outcome.status == "done":
@@ -283,6 +357,8 @@ def schedule(
                     f"(ran {ran})")  # fmt: skip
             elif outcome.status == "skipped":
                 say(f"{outcome.point} skipped: its experiment is already on the git remote")
+            elif outcome.status == "interrupted":
+                say(f"{outcome.point} interrupted: {outcome.error}")
             else:
                 say(f"{outcome.point} failed on node {outcome.node}: {outcome.error}")
     return outcomes
@@ -316,8 +392,22 @@ def run(
     address = address or os.environ.get("RAY_ADDRESS") or None
     place = cluster_place(root, address, commit) if address else local_place(root)
     ray_token(root)
-    temp_dir = tempfile.mkdtemp(prefix="wardrobe-ray-")  # short: Unix socket paths are bounded
-    ray = start_ray(place, parallel or os.cpu_count() or 1, temp_dir)
+    # Ray makes its session directory 0777 (and its parents' modes stay): it gets one inside a
+    # directory of this user's only, removed when the sweep ends. Short: Ray's Unix sockets
+    # lie up to 88 characters below the temporary directory, and a socket's path has at most
+    # 107 (a longer TMPDIR gives way to /tmp).
+    base = tempfile.gettempdir()
+    private = tempfile.mkdtemp(prefix="wardrobe-ray-", dir=base if len(base) <= 19 else "/tmp")
+    temp_dir = os.path.join(private, "r")
+    interrupts = Interrupts()
+    interrupts.install()
+    try:
+        ray = start_ray(place, parallel or os.cpu_count() or 1, temp_dir)
+    except BaseException:
+        interrupts.restore()
+        shutil.rmtree(private, ignore_errors=True)
+        raise
+    interrupts.install()
     try:
         # the default: what the cores allow (this machine's, or the cluster's)
         parallel = parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -330,10 +420,11 @@ def run(
         where = f"on {address}" if address else f"on this machine, {parallel} at once"
         say(f"{len(trials)} points of {sweep.path} at commit {commit[:7]}, {where}")
         start = time.perf_counter()
-        outcomes = schedule(ray, trials, parallel, order)
+        outcomes = schedule(ray, trials, parallel, order, interrupts)
     finally:
         ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
+        interrupts.restore()
     print(table(sweep, outcomes))
     values = {p.name: dict(p.values) for p in sweep.points}
     write_json(root / RESULTS / f"{sweep.name}.json", {
@@ -341,4 +432,13 @@ def run(
         "seconds": round(time.perf_counter() - start, 1),
         "points": [{**asdict(o), "params": values[o.point]} for o in outcomes],
     })  # fmt: skip
+    if interrupts.first is not None:
+        stopped = [o.point for o in outcomes if o.status == "interrupted"]
+        finished = sum(o.status in ("done", "skipped") for o in outcomes)
+        raise SweepInterrupted(
+            f"stopped by {signal.Signals(interrupts.first).name}: {len(stopped)} running "
+            f"point(s) cancelled ({', '.join(stopped) or 'none'}), {finished} of "
+            f"{len(sweep.points)} finished; run the sweep again to run the rest",
+            interrupts.first,
+        )
     return outcomes

@@ -16,10 +16,12 @@ removed. Nothing here knows about Ray; `wardrobe.sweep.run` schedules `run_trial
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -69,15 +71,34 @@ class TrialFailed(Exception):
         self.line = line
 
 
+STOP_WAIT_S = 60  # for a command told to stop (its stages end their runs) before it is killed
+
+
 def _run(args: Sequence[str], cwd: Path, env: Mapping[str, str], what: str) -> str:
-    """Run a command to its end; its output, or TrialFailed with the line that says why."""
-    done = subprocess.run(
-        tied(args), cwd=cwd, env=dict(env), capture_output=True, text=True,
-        stdin=subprocess.DEVNULL,
+    """Run a command to its end; its output, or TrialFailed with the line that says why.
+
+    Interrupted (Ray cancels the task with a KeyboardInterrupt when the sweep is stopped), it
+    sends the command SIGTERM, which its `tied` wrapper passes to every process the command
+    started: the stages end their MLflow runs KILLED; only after STOP_WAIT_S is the group
+    killed. subprocess.run would SIGKILL the wrapper alone and leave its group running."""
+    process = subprocess.Popen(
+        tied(args), cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, stdin=subprocess.DEVNULL,
     )  # fmt: skip
-    if done.returncode != 0:
-        raise TrialFailed(f"{what} failed: {error_line(done.stdout + done.stderr)}")
-    return done.stdout
+    try:
+        stdout, stderr = process.communicate()
+    except BaseException:
+        process.terminate()
+        try:
+            process.communicate(timeout=STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # the wrapper leads its group
+            process.wait()
+        raise
+    if process.returncode != 0:
+        raise TrialFailed(f"{what} failed: {error_line(stdout + stderr)}")
+    return stdout
 
 
 def error_line(output: str) -> str:
