@@ -81,7 +81,21 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.skipped and not hasattr(report, "wasxfail") and _in_ci():
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        reason = str(reason).removeprefix("Skipped: ")
         report.outcome, report.longrepr = "failed", f"CI=true, and the test skipped: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """The same for a module that skips as it is collected (`pytest.skip(...,
+    allow_module_level=True)`, `pytest.importorskip` at its top): under CI it is a collection
+    error with the skip's reason, not a file of tests that never ran."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and _in_ci():
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        reason = str(reason).removeprefix("Skipped: ")
+        report.outcome, report.longrepr = "failed", f"CI=true, and the module skipped: {reason}"
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups

@@ -142,6 +142,10 @@ def test_the_image_runs_as_its_own_user_with_the_pinned_dependencies(image):
         return done.stdout
 
     assert run("id", "-u").strip() == "1000"
+    # No telemetry from DVC, Great Expectations, Ray or MLflow, whatever runs in the image.
+    environment = set(run("env").split())
+    assert {"DVC_NO_ANALYTICS=1", "GX_ANALYTICS_ENABLED=False", "RAY_USAGE_STATS_ENABLED=0",
+            "MLFLOW_DISABLE_TELEMETRY=true", "DO_NOT_TRACK=1"} <= environment  # fmt: skip
     installed = set(run("python", "-m", "pip", "freeze", "--exclude", "wardrobe").split())
     pinned = {line for line in (ROOT / "requirements.lock").read_text().split() if "==" in line}
     assert installed and installed <= pinned, sorted(installed - pinned)

@@ -6,56 +6,124 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import pytest
 
-from conftest import PIPELINE, dvc, project_repo, ran_stages, repo_env, write_params  # noqa: F401
+from conftest import PIPELINE, ROOT, dvc, project_repo, ran_stages, write_params
 
-pytestmark = pytest.mark.slow
-
-# The lowest value the rules allow, for every key that has a lower bound (and the other side
-# of each switch); the facts about the data (counts, pixel ranges) stay what they are.
+# The lowest and highest value the rules allow, derived from params.py's own rules (a new or
+# changed bound is run without a change here). Not derived: what is no rule's bound but is
+# tried all the same (the other side of each switch; a tolerance far past any count), and the
+# keys whose extreme would only cost time or fail by design:
 TINY = 1e-12  # "greater than 0"
-LOWEST = {
-    "data": {"timeout_s": 0.1, "retries": 0},
-    "preprocess": {"limit_train": 10, "limit_test": 10},
-    "checks": {"examples": 0, "class_count_tolerance": 0.0},
-    "ae": {"latent_dim": 2, "filters": [1], "loss": "mse", "learning_rate": TINY, "epochs": 1,
-           "batch_size": 1, "deterministic": False},
-    "vae": {"latent_dim": 2, "filters": [1], "beta": TINY, "learning_rate": TINY, "epochs": 1,
-            "batch_size": 1, "deterministic": False},
-    "classifier": {"filters": [1], "features": 1, "dropout": 0.0, "learning_rate": TINY,
-                   "epochs": 1, "batch_size": 1, "min_accuracy": 0.0, "deterministic": False},
-    "evaluate": {"generated": 6, "batch_size": 1},
-    "plots": {"reconstructions": 1, "scatter_points": 1, "samples": 1, "grid_size": 2, "dpi": 20},
-}  # fmt: skip
+EXTRA_LOWEST = {"ae.loss": "mse", "ae.deterministic": False, "vae.deterministic": False,
+                "classifier.deterministic": False}  # fmt: skip
+EXTRA_HIGHEST = {"checks.class_count_tolerance": 1e9}
+# Facts about the data (its counts and pixel ranges) stay what they are; epochs (1000),
+# filters (five of 1024) and evaluate.generated (100,000) run for hours, not into an error; a
+# learning rate of 1 diverges, and a min_accuracy of 1 fails the classifier's gate, each with
+# its one line (test_training); the AE's and VAE's latent size needs more test images than
+# dimensions (a params rule), so the test split keeps 520, and the training split stays small.
+FIXED = ("seed", "checks.raw_train_count", "checks.raw_test_count", "data.mirror", "data.urls")
+NOT_HIGHEST = {"ae.epochs": 1, "vae.epochs": 1, "classifier.epochs": 1, "evaluate.generated": 6,
+               "ae.learning_rate": None, "vae.learning_rate": None,
+               "classifier.learning_rate": None, "classifier.min_accuracy": 0.0,
+               "preprocess.limit_train": 10, "preprocess.limit_test": 520,
+               "ae.filters": None, "vae.filters": None, "classifier.filters": None}  # fmt: skip
 
 
-# The highest value the rules allow, for every key that has an upper bound, except those whose
-# cost only grows with them: epochs (1000), filters (five of 1024) and evaluate.generated
-# (100,000) run for hours, not into an error. A learning rate of 1 diverges, which stops the
-# training with its one line (test_training). The AE's and VAE's latent size needs more test
-# images than dimensions (a params rule), so the test split keeps 520.
-HIGHEST = {
-    "data": {"timeout_s": 3600, "retries": 10},
-    "preprocess": {"limit_train": 10, "limit_test": 520},
-    "checks": {"examples": 1000, "class_count_tolerance": 1e9},
-    "ae": {"latent_dim": 512, "epochs": 1, "batch_size": 60_000},
-    "vae": {"latent_dim": 512, "beta": 1e6, "epochs": 1, "batch_size": 60_000},
-    "classifier": {"features": 4096, "dropout": 0.999999, "epochs": 1, "batch_size": 60_000,
-                   "min_accuracy": 0.0},
-    "evaluate": {"generated": 6, "batch_size": 60_000},
-    "plots": {"reconstructions": 50, "scatter_points": 10_000, "samples": 100, "grid_size": 50,
-              "dpi": 600},
-}  # fmt: skip
+Bound = tuple[object, object]  # (the value at the edge, one just past it)
 
 
+def rule_bounds() -> dict[str, tuple[Bound | None, Bound | None]]:
+    """{dotted key: (its lowest, its highest)} as params.py's rules allow them, each the value
+    at the edge and one just past it (None where a side is unbounded); filters at their lowest
+    are one filter of the narrowest width."""
+    from annotated_types import Ge, Gt, Le, Lt, MinLen
+    from pydantic import BaseModel
+
+    from wardrobe.params import Params
+
+    def sides(field: Any) -> tuple[Bound | None, Bound | None]:
+        whole = field.annotation is int  # a float field's bound may be written as an int
+        low = high = None
+        for rule in field.metadata:
+            if isinstance(rule, Ge | Gt):
+                inclusive = isinstance(rule, Ge)
+                d = 1 if whole else (max(abs(rule.ge) * 1e-6, 1e-9) if inclusive else TINY)
+                edge = rule.ge if inclusive else rule.gt + d
+                low = (edge if whole else float(edge), edge - d)  # (the edge, just past it)
+            elif isinstance(rule, Le | Lt):
+                inclusive = isinstance(rule, Le)
+                d = 1 if whole else (max(abs(rule.le) * 1e-6, 1e-9) if inclusive else 1e-6)
+                edge = rule.le if inclusive else rule.lt - d
+                high = (edge if whole else float(edge), edge + d)
+            elif isinstance(rule, MinLen):
+                low = ([1] * rule.min_length, [1] * (rule.min_length - 1))
+        return low, high
+
+    found = {}
+    for name, field in Params.model_fields.items():
+        model = field.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            for key, inner in model.model_fields.items():
+                found[f"{name}.{key}"] = sides(inner)
+        else:
+            found[name] = sides(field)
+    for key in ("preprocess.limit_train", "preprocess.limit_test"):  # Subset: ge=10, or None
+        found[key] = ((10, 9), None)
+    return found
+
+
+def extreme(end: int) -> dict[str, object]:
+    """{dotted key: value}: every bounded key at its lowest (end 0) or highest (1)."""
+    values = {k: b[end][0] for k, b in rule_bounds().items()
+              if b[end] is not None and k not in FIXED}  # fmt: skip
+    if end == 0:
+        return values | EXTRA_LOWEST
+    values |= EXTRA_HIGHEST | {k: v for k, v in NOT_HIGHEST.items() if v is not None}
+    return {k: v for k, v in values.items() if k not in NOT_HIGHEST or NOT_HIGHEST[k] is not None}
+
+
+def sections(values: dict[str, object]) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for key, value in values.items():
+        section, name = key.split(".")
+        found.setdefault(section, {})[name] = value
+    return found
+
+
+LOWEST, HIGHEST = sections(extreme(0)), sections(extreme(1))
+
+
+def test_the_bounds_run_are_the_rules_own():
+    """Each value the pipeline test runs at a bound is allowed, and one just past it is not:
+    the bounds come from params.py, so a new or changed bound is run as it is."""
+    from wardrobe.errors import ParamsError
+    from wardrobe.params import parse, validate
+    from wardrobe.sweep.spec import with_values
+
+    base = parse((ROOT / "params.yaml").read_text())
+    bounds = rule_bounds()
+    assert {"vae.beta", "ae.latent_dim", "plots.dpi", "classifier.dropout"} <= set(bounds)
+    for end, values in ((0, extreme(0)), (1, extreme(1))):
+        validate(with_values(base, values), f"the {('lowest', 'highest')[end]} values")
+        for key in values:
+            bound = bounds.get(key, (None, None))[end]
+            if bound is None or key in NOT_HIGHEST:
+                continue
+            with pytest.raises(ParamsError, match=key.split(".")[-1]):
+                validate(with_values(base, {**values, key: bound[1]}), f"{key} past its bound")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
-    "sections, seed", [(LOWEST, 0), (HIGHEST, 2**32 - 1)], ids=["lowest", "highest"]
+    "at, seed", [(LOWEST, 0), (HIGHEST, 2**32 - 1)], ids=["lowest", "highest"]
 )
-def test_the_pipeline_runs_with_every_key_at_its_bound(tmp_path, sections, seed):
+def test_the_pipeline_runs_with_every_key_at_its_bound(tmp_path, at, seed):
     repo = project_repo(tmp_path / "project")
-    params = write_params(repo, repo / "params.yaml", **sections)
+    params = write_params(repo, repo / "params.yaml", **at)
     raw = params.read_text()
     import yaml
 
@@ -83,5 +151,5 @@ def test_the_pipeline_runs_with_every_key_at_its_bound(tmp_path, sections, seed)
     header = (repo / "reports" / "figures" / "ae" / "reconstructions.png").read_bytes()[16:24]
     width, height = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
     inches = FIGURE_SIZES["reconstructions"]
-    assert (width, height) == (round(inches[0] * sections["plots"]["dpi"]),
-                               round(inches[1] * sections["plots"]["dpi"]))  # fmt: skip
+    assert (width, height) == (round(inches[0] * at["plots"]["dpi"]),
+                               round(inches[1] * at["plots"]["dpi"]))  # fmt: skip
