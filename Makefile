@@ -28,18 +28,19 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # there, or a command on PATH. The tests need a browser and its driver too.
 SYSTEM_PACKAGES := dataset-fashion-mnist=$(DATASET_DIR)/train-images-idx3-ubyte.gz \
 	git=git npm=npm
-test test-fast: SYSTEM_PACKAGES += chromium=/usr/bin/chromium chromium-driver=/usr/bin/chromedriver
+test test-fast system-test: SYSTEM_PACKAGES += chromium=/usr/bin/chromium \
+	chromium-driver=/usr/bin/chromedriver
 # The team stack (and the tests that start it) run PostgreSQL 15, and socat, the one door from
 # 127.0.0.1 into SeaweedFS' private network namespace (whose loopback `ip` brings up). The
 # tests try the stack's doors as an unprivileged user, with the system's python3.
-stack test test-fast: SYSTEM_PACKAGES += postgresql=/usr/lib/postgresql/15/bin/initdb socat=socat \
-	iproute2=ip
-test test-fast: SYSTEM_PACKAGES += python3=/usr/bin/python3
+stack test test-fast system-test: SYSTEM_PACKAGES += postgresql=/usr/lib/postgresql/15/bin/initdb \
+	socat=socat iproute2=ip
+test test-fast system-test: SYSTEM_PACKAGES += python3=/usr/bin/python3
 # The container test builds the image on a Docker engine, its base image by debootstrap.
-test: SYSTEM_PACKAGES += docker.io=dockerd debootstrap=debootstrap
+test system-test: SYSTEM_PACKAGES += docker.io=dockerd debootstrap=debootstrap
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system web-assets setup-gpu tools repro results ui test test-fast bench \
+.PHONY: help setup system system-test web-assets setup-gpu tools repro results ui test test-fast bench \
 	lint format lock clean stack stack-down queue push pull noise compare promote serve
 
 help: ## List the targets
@@ -47,6 +48,8 @@ help: ## List the targets
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
 setup: system $(VENV)/.installed web-assets ## Create .venv; install the pinned dependencies, the data package and the reports' web assets
+
+system-test: system ## Install the Debian packages `make test` needs, and no more
 
 system: ## Install the Debian packages the set-up needs (as root with apt-get; else print the command)
 	@missing=""; \

@@ -152,3 +152,29 @@ def test_the_image_runs_as_its_own_user_with_the_pinned_dependencies(image):
     assert {"tensorflow-cpu", "dvc", "mlflow", "great-expectations"} <= {
         line.split("==")[0].lower().replace("_", "-") for line in installed
     }
+
+
+EVERY_PACKAGE = ("dataset-fashion-mnist git npm chromium chromium-driver postgresql socat "
+                 "iproute2 python3 docker.io debootstrap")  # fmt: skip
+
+
+def test_make_system_in_debian_12_installs_every_package_the_tests_probe(image):
+    """The GitHub job's system, Debian 12 (the base image the Dockerfile names, made here by
+    debootstrap), gets every package the Makefile probes for `make test` from `make
+    system-test`, under the names and at the paths it probes: a second run finds them all."""
+    base = next(line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines()
+                if line.startswith("FROM "))  # fmt: skip
+    script = (
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+        "--no-install-recommends make >/dev/null && make -C /src --no-print-directory "
+        "system-test >/dev/null && make -C /src --no-print-directory system-test"
+    )
+    done, seconds = timed(
+        ["docker", "run", "--rm", "--network", "host", "-v", f"{ROOT}:/src:ro", base,
+         "sh", "-c", script], timeout=1800,
+    )  # fmt: skip
+    print(f"make system-test in {base}: {seconds:.0f} s")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == (
+        f"system: every package present ({EVERY_PACKAGE})"
+    ), done.stdout
