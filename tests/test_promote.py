@@ -114,6 +114,21 @@ def test_the_champion_moves_only_beyond_the_noise(promoted):
     print(better.stdout)
     assert line_of(better, "ae").startswith("wardrobe-ae-decoder: champion -> version 2 (better")
     assert "test.bce (lower is better)" in better.stdout
+    # Each row's tolerance is reports/noise.json's for that model's metric.
+    measured = json.loads((promoted / "reports" / "noise.json").read_text())["files"]
+    shown, current = {}, None
+    for block in better.stdout.split("\n\n"):
+        model = block.split(" ", 1)[0] if block.startswith(("ae (", "vae (")) else None
+        if model:
+            current = model
+        for row in block.splitlines():
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            if len(cells) == 5 and cells[0].startswith("test."):
+                shown[f"{current}.{cells[0].split(' (')[0]}"] = float(cells[3])
+    assert len(shown) == 2 * len(GATE), better.stdout
+    for key, tolerance in shown.items():
+        expected = measured["reports/metrics.json"][key]["tolerance"]
+        assert tolerance == pytest.approx(expected, rel=5e-3) and tolerance > 0, key
     assert "champion already" in line_of(better, "vae")  # the VAE did not change
     assert registry(promoted, "ae") == (["1", "2"], {"candidate": "2", "champion": "2"})
 
@@ -125,6 +140,21 @@ def test_the_champion_moves_only_beyond_the_noise(promoted):
     assert line.startswith("wardrobe-ae-decoder: champion stays version 2; candidate version 1")
     assert "worse beyond the noise on test.bce" in line
     assert registry(promoted, "ae") == (["1", "2"], {"candidate": "1", "champion": "2"})
+    # make serve serves the champion (version 2), not the candidate, which is also what the
+    # workspace holds now
+    z = [[0.0, 0.0], [2.0, -1.0]]
+    server, port, _ = start_serving(promoted, "ae")
+    try:
+        status, answer = post(f"http://127.0.0.1:{port}/invocations", {"inputs": z})
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    assert status == 200, answer
+    served = np.asarray(answer["predictions"], dtype=np.float32)
+    champion = decoded_by(promoted, "models:/wardrobe-ae-decoder/2", z)
+    candidate = decoded_by(promoted, str(promoted / "models/ae/decoder.keras"), z)
+    np.testing.assert_allclose(served, champion, atol=1e-6)
+    assert np.abs(served - candidate).max() > 1e-3  # the two models differ: a real check
 
     retrain_with(promoted, "AE: 4 epochs again", ae={"epochs": 4})
     kept = promote(promoted)
@@ -135,15 +165,26 @@ def test_the_champion_moves_only_beyond_the_noise(promoted):
 @pytest.mark.slow
 def test_promote_refuses_what_the_commit_does_not_describe(promoted, tmp_path):
     repo = Path(shutil.copytree(promoted, tmp_path / "repo", symlinks=True))
-    (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "\n# edited\n")
+    # Each of what decides the models: an edit to it, uncommitted, is named and refused.
+    for path in ("params.yaml", "dvc.lock", "dvc.yaml", "pipeline/train_ae.py",
+                 "src/wardrobe/metrics.py"):  # fmt: skip
+        (repo / path).write_text((repo / path).read_text() + "\n# edited\n")
+        result = promote(repo)
+        assert result.returncode == 1, (path, result.stdout)
+        assert (
+            result.stderr.strip().splitlines()[-1]
+            .startswith(f"promote: error: {path} differ from commit")
+        ), (path, result.stderr)  # fmt: skip
+        subprocess.run(["git", "checkout", path], cwd=repo, check=True)
+    untracked = repo / "src" / "wardrobe" / "planted.py"
+    untracked.write_text("")
     result = promote(repo)
-    assert result.returncode == 1
     assert (
         result.stderr.strip()
         .splitlines()[-1]
-        .startswith("promote: error: params.yaml differ from commit")
+        .startswith("promote: error: src/wardrobe/planted.py differ from commit")
     ), result.stderr
-    subprocess.run(["git", "checkout", "params.yaml"], cwd=repo, check=True)
+    untracked.unlink()
     write_params(repo, repo / "params.yaml", vae={"epochs": 2})
     commit(repo, "params without their dvc repro")
     stale = promote(repo)
@@ -203,6 +244,55 @@ def post(url: str, payload: object) -> tuple[int, object]:
         return exc.code, json.loads(exc.read() or b"{}")
 
 
+def start_serving(repo: Path, model: str) -> tuple[subprocess.Popen, int, int]:
+    """`make serve MODEL=<model>` on a free port, once it answers /ping: (the make process,
+    the port, the most latent vectors a request that it printed)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [*MAKE_IN_COPY, "serve", f"MODEL={model}", f"SERVE_PORT={port}"],
+        cwd=repo, env=repo_env(repo), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    for line in server.stdout:  # under a parent make, make's "Entering directory" first
+        limit = re.search(r"\(at most (\d+) latent vectors of \d+ a request\)", line)
+        if limit:
+            break
+    else:
+        pytest.fail(f"make serve exited ({server.wait()}) before its line")
+    deadline = time.monotonic() + 180
+    while True:
+        assert server.poll() is None, server.stdout.read()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as answer:
+                if answer.status == 200:
+                    return server, port, int(limit.group(1))
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the server did not answer /ping in 180 s"
+        time.sleep(1)
+
+
+def decoded_by(repo: Path, model_uri_or_file: str, z: list) -> np.ndarray:
+    """What a decoder makes of `z`, in a new process: a registered version (models:/...) loaded
+    by MLflow, or a Keras file."""
+    code = SERVE_CHECK if model_uri_or_file.endswith(".keras") else REGISTERED_CHECK
+    out = subprocess.run(
+        [sys.executable, "-c", code, model_uri_or_file, json.dumps(z)], cwd=repo,
+        env=repo_env(repo), capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return np.asarray(json.loads(out), dtype=np.float32)
+
+
+REGISTERED_CHECK = """
+import json, sys, numpy as np, mlflow
+from wardrobe.tracking.store import default_tracking_uri
+mlflow.set_tracking_uri(default_tracking_uri())  # the project's own store
+model = mlflow.pyfunc.load_model(sys.argv[1])
+z = np.array(json.loads(sys.argv[2]), dtype="float32")
+print(json.dumps(np.asarray(model.predict(z)).tolist()))
+"""
+
+
 def served_python(server: subprocess.Popen) -> int:
     """The pid of the server `make serve` started (its Python, under make's shell)."""
     import psutil
@@ -218,47 +308,20 @@ def test_make_serve_answers_with_the_champion_decoder(promoted):
     """`make serve MODEL=vae` on 127.0.0.1: three latent vectors come back as the decoder's
     own images; every bad request gets a 4xx with one line and the server goes on serving; it
     answers only its own names; it sends no telemetry; SIGTERM stops it within seconds."""
-    port = free_port()
-    server = subprocess.Popen(
-        [*MAKE_IN_COPY, "serve", "MODEL=vae", f"SERVE_PORT={port}"],
-        cwd=promoted, env=repo_env(promoted), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
-    )  # fmt: skip
+    server, port, most = start_serving(promoted, "vae")
     url = f"http://127.0.0.1:{port}"
     try:
-        for line in server.stdout:  # under a parent make, make's "Entering directory" first
-            limit = re.search(r"\(at most (\d+) latent vectors of 2 a request\)", line)
-            if limit:
-                break
-        else:
-            pytest.fail(f"make serve exited ({server.wait()}) before its line")
-        most = int(limit.group(1))
-        assert 100 <= most < 100_000, line
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, server.stdout.read()
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the server did not answer /ping in 180 s"
-            time.sleep(1)
+        assert 100 <= most < 100_000, most
         python = served_python(server)
         environ = Path(f"/proc/{python}/environ").read_bytes().split(b"\0")
         assert {b"MLFLOW_DISABLE_TELEMETRY=true", b"DO_NOT_TRACK=1"} <= set(environ)
         z = [[0.0, 0.0], [1.5, -0.5], [-2.0, 1.0]]
         status, answer = post(f"{url}/invocations", {"inputs": z})
         assert status == 200, answer
-        expected = subprocess.run(
-            [sys.executable, "-c", SERVE_CHECK, str(promoted / "models/vae/decoder.keras"),
-             json.dumps(z)],
-            cwd=promoted, env=repo_env(promoted), capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
         served = np.asarray(answer["predictions"], dtype=np.float32)
         assert served.shape == (3, 32, 32, 1)
-        np.testing.assert_allclose(served, np.asarray(json.loads(expected)), atol=1e-6)
+        expected = decoded_by(promoted, str(promoted / "models/vae/decoder.keras"), z)
+        np.testing.assert_allclose(served, expected, atol=1e-6)
 
         own = f"127.0.0.1:{port}"
         refused = {
