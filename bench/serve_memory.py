@@ -7,7 +7,7 @@ Starts each server on a free port of 127.0.0.1 over the champion of a project's 
              guard of wardrobe.serve: its limits, its own names, two predictions at once).
 For each: the memory of its processes (RSS, summed over the process tree, sampled every 0.1 s)
 idle, then under a burst: one request of 100,000 latent vectors (4.3 MB of JSON), then 50
-requests of 1,000 vectors from 10 threads at once; then SIGTERM to the server's process, and
+requests of 200 vectors from 10 threads at once; then SIGTERM to the server's process, and
 the seconds until it exits (killed after 30 s). Every loop is bounded in count and time, and a
 server whose memory passes 60% of the machine's is killed (the figures say so).
 
@@ -35,7 +35,7 @@ from pathlib import Path
 import psutil
 
 BIG = 100_000
-SMALL, REQUESTS, THREADS = 1_000, 50, 10
+SMALL, REQUESTS, THREADS = 200, 50, 10
 MIB = 2**20
 CAP_SHARE = 0.6  # of the machine's memory: a server past it is killed, and the run says so
 

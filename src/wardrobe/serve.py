@@ -48,6 +48,7 @@ REQUEST_BYTES_CAP = 512 * 2**20
 PREDICTIONS_AT_ONCE = 2
 CONNECTIONS = 32
 JSON_BYTES_PER_VALUE = 32  # "-1.2345678901234567, " with room to spare
+DRAIN_BYTES = 64 * 2**20  # of a refused body, read and dropped so that its client gets the 413
 # An output value as MLflow answers it: a Python float in a list (24 + 8 bytes) and its JSON
 # text (about 20), besides the float32 the decoder makes.
 OUTPUT_BYTES_PER_VALUE = 4 + 32 + 24
@@ -130,6 +131,16 @@ class Limits:
         return rows
 
 
+async def _drain(receive: Callable, read: int) -> None:
+    """Read what is left of a body that is refused, up to DRAIN_BYTES in all, without keeping
+    it: a client still sending when the server closes gets a reset, not the 413 that says why."""
+    while read <= DRAIN_BYTES:
+        message = await receive()
+        read += len(message.get("body", b""))
+        if message["type"] == "http.disconnect" or not message.get("more_body"):
+            return
+
+
 async def _answer(send: Callable, status: int, code: str, message: str) -> None:
     body = json.dumps({"error_code": code, "message": message}).encode()
     await send({
@@ -191,6 +202,8 @@ class Guard:
             "fewer vectors a request",
         )  # fmt: skip
         if length is not None and (not length.isdigit() or int(length) > limit):
+            if length.isdigit() and int(length) <= DRAIN_BYTES:
+                await _drain(receive, 0)
             raise too_large
         chunks, size = [], 0
         while True:
@@ -200,6 +213,8 @@ class Guard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
+                if message.get("more_body"):
+                    await _drain(receive, size)
                 raise too_large
             chunks.append(chunk)
             if not message.get("more_body"):
