@@ -117,7 +117,7 @@ def test_the_champion_moves_only_beyond_the_noise(promoted):
     # Each row's tolerance is reports/noise.json's for that model's metric.
     measured = json.loads((promoted / "reports" / "noise.json").read_text())["files"]
     shown, current = {}, None
-    for block in better.stdout.split("\n\n"):
+    for block in (b.strip() for b in better.stdout.split("\n\n")):
         model = block.split(" ", 1)[0] if block.startswith(("ae (", "vae (")) else None
         if model:
             current = model
@@ -280,7 +280,8 @@ def decoded_by(repo: Path, model_uri_or_file: str, z: list) -> np.ndarray:
         [sys.executable, "-c", code, model_uri_or_file, json.dumps(z)], cwd=repo,
         env=repo_env(repo), capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    return np.asarray(json.loads(out), dtype=np.float32)
+    # the last line: MLflow's Keras flavor predicts with a progress bar on stdout
+    return np.asarray(json.loads(out.strip().splitlines()[-1]), dtype=np.float32)
 
 
 REGISTERED_CHECK = """
