@@ -458,6 +458,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def telemetry_of(pid: int) -> set[bytes]:
+    """The telemetry switches (wardrobe.TELEMETRY_OFF's variables) in a process's environment."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    names = tuple(f"{key}=".encode() for key in TELEMETRY_OFF)
+    return {v for v in environ if v.startswith(names)}
+
+
+# What telemetry_of finds in a process that sends none.
+NO_TELEMETRY = {f"{key}={value}".encode() for key, value in TELEMETRY_OFF.items()}
+
+
 FORGED_HOSTS = ("10.evil.example:{port}", "192.168.evil.example", "evil.example", "localhost")
 
 

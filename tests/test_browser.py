@@ -17,6 +17,7 @@ import pytest
 from conftest import (
     EVALUATION_STAGES,
     MAKE_IN_COPY,
+    NO_TELEMETRY,
     REMOTE_ASSET,
     ROOT,
     VAE_STAGES,
@@ -26,6 +27,7 @@ from conftest import (
     free_port,
     ran_stages,
     repo_env,
+    telemetry_of,
 )
 from wardrobe.params import load
 
@@ -135,12 +137,6 @@ def test_a_taken_port_stops_make_ui_and_make_serve_with_one_line(ui, target, var
         assert answer.status == 200
 
 
-def telemetry_of(pid: int) -> set[bytes]:
-    """The telemetry switches in a process's environment."""
-    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return {v for v in environ if v.startswith((b"MLFLOW_DISABLE_TELEMETRY=", b"DO_NOT_TRACK="))}
-
-
 @pytest.mark.slow
 def test_the_ui_answers_only_its_own_names_and_sends_no_telemetry(ui):
     """A page whose name was rebound to 127.0.0.1, or one that posts from another origin, gets
@@ -158,7 +154,7 @@ def test_the_ui_answers_only_its_own_names_and_sends_no_telemetry(ui):
     servers = [p for p in leader.children(recursive=True) if "mlflow" in " ".join(p.cmdline())]
     assert servers, [p.cmdline() for p in leader.children(recursive=True)]
     for process in servers:
-        assert telemetry_of(process.pid) == {b"MLFLOW_DISABLE_TELEMETRY=true", b"DO_NOT_TRACK=1"}
+        assert telemetry_of(process.pid) == NO_TELEMETRY
     with urllib.request.urlopen(f"{ui}/ajax-api/3.0/mlflow/ui-telemetry", timeout=30) as answer:
         assert json.loads(answer.read())["disable_ui_telemetry"] is True
 

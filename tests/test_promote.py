@@ -22,6 +22,7 @@ import pytest
 
 from conftest import (
     MAKE_IN_COPY,
+    NO_TELEMETRY,
     ask,
     assert_answers_only_its_own_names,
     client_for,
@@ -30,6 +31,7 @@ from conftest import (
     free_port,
     ran_stages,
     repo_env,
+    telemetry_of,
     write_params,
 )
 from wardrobe.promote import GATE, Row, gate
@@ -314,8 +316,7 @@ def test_make_serve_answers_with_the_champion_decoder(promoted):
     try:
         assert 100 <= most < 100_000, most
         python = served_python(server)
-        environ = Path(f"/proc/{python}/environ").read_bytes().split(b"\0")
-        assert {b"MLFLOW_DISABLE_TELEMETRY=true", b"DO_NOT_TRACK=1"} <= set(environ)
+        assert telemetry_of(python) == NO_TELEMETRY
         z = [[0.0, 0.0], [1.5, -0.5], [-2.0, 1.0]]
         status, answer = post(f"{url}/invocations", {"inputs": z})
         assert status == 200, answer

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import (
     EVALUATION_STAGES,
+    NO_TELEMETRY,
     PIPELINE,
     PORT_NAMES,
     QUICK_RUN,
@@ -28,6 +29,7 @@ from conftest import (
     free,
     ran_stages,
     repo_env,
+    telemetry_of,
     write_params,
 )
 
@@ -265,8 +267,7 @@ def test_the_stack_server_answers_only_its_own_names_and_sends_no_telemetry(stac
     assert status == 200 and "planted" not in {e["name"] for e in json.loads(body)["experiments"]}
     leader = psutil.Process(int((stack.state / "mlflow.pid").read_text()))
     for process in [leader, *leader.children(recursive=True)]:
-        environ = set(Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0"))
-        assert {b"MLFLOW_DISABLE_TELEMETRY=true", b"DO_NOT_TRACK=1"} <= environ, process.cmdline()
+        assert telemetry_of(process.pid) == NO_TELEMETRY, process.cmdline()
 
 
 def test_dvc_pushes_to_and_pulls_from_the_stack_remote(stack, tmp_path):

@@ -333,16 +333,18 @@ stop_postgres() {
 	fi
 }
 
+stop_one() {  # stop_one postgres|weed|s3-door|mlflow
+	case $1 in
+		postgres) stop_postgres ;;
+		weed) stop_pid "$STACK_DIR/weed.pid" SeaweedFS ;;
+		s3-door) stop_pid "$STACK_DIR/s3-door.pid" "the S3 door (socat)" ;;
+		mlflow) stop_pid "$STACK_DIR/mlflow.pid" "the MLflow server" ;;
+	esac
+}
+
 stop_started() {  # an `up` that failed stops what it started, last first, and keeps the rest
 	local i
-	for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
-		case ${STARTED[i]} in
-			postgres) stop_postgres ;;
-			weed) stop_pid "$STACK_DIR/weed.pid" SeaweedFS ;;
-			s3-door) stop_pid "$STACK_DIR/s3-door.pid" "the S3 door (socat)" ;;
-			mlflow) stop_pid "$STACK_DIR/mlflow.pid" "the MLflow server" ;;
-		esac
-	done
+	for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop_one "${STARTED[i]}"; done
 }
 
 case "${1:-}" in
@@ -352,10 +354,7 @@ case "${1:-}" in
 		find "$STACK_DIR" -mindepth 1 -maxdepth 1 ! -name postgres ! -name run -exec chmod go-rwx {} +
 		load_secrets; pg_up; s3_up; mlflow_up; client_config ;;
 	down)
-		stop_pid "$STACK_DIR/mlflow.pid" "the MLflow server"
-		stop_pid "$STACK_DIR/s3-door.pid" "the S3 door (socat)"
-		stop_pid "$STACK_DIR/weed.pid" SeaweedFS
-		stop_postgres ;;
+		for server in mlflow s3-door weed postgres; do stop_one "$server"; done ;;
 	status)
 		pg_running && say "PostgreSQL: running" || say "PostgreSQL: stopped"
 		if running "$STACK_DIR/weed.pid" && running "$STACK_DIR/s3-door.pid"; then

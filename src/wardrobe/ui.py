@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import project_root
+from wardrobe.ownnames import names
 from wardrobe.ports import require_free_port
 from wardrobe.processes import environment_tool
 from wardrobe.tracking.store import DEFAULT_EXPERIMENT, default_tracking_uri
@@ -48,7 +49,7 @@ def ui_link(port: int, experiment: str = DEFAULT_EXPERIMENT) -> str:
 def own_names(port: int) -> list[str]:
     """The MLflow server's options that make it answer only 127.0.0.1:PORT and localhost:PORT
     and refuse writes from any other origin."""
-    hosts = [f"127.0.0.1:{port}", f"localhost:{port}"]
+    hosts = names(port)
     origins = [f"http://{host}" for host in hosts]
     return ["--allowed-hosts", ",".join(hosts), "--cors-allowed-origins", ",".join(origins)]
 
