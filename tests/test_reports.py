@@ -504,3 +504,47 @@ def test_readme_without_markers_is_refused_with_one_line(tmp_path):
     )  # fmt: skip
     assert_one_line_error(result, "report", "needs one <!-- results:begin --> line")
     assert readme.read_text() == "# no markers\n"
+
+
+TRAIN_ARGS = ("--data", "data", "--checks", "checks/summary.json")
+# Run as `python -c LOADED pipeline/<stage>.py ARGS...`: the stage, as DVC runs it, and at its
+# exit (whatever its status) the modules it loaded, one line on stdout.
+LOADED = (
+    "import atexit, runpy, sys\n"
+    "atexit.register(lambda: print('loaded:', ' '.join(sorted(sys.modules))))\n"
+    "script = sys.argv.pop(1)\n"
+    "sys.argv[0] = script\n"
+    "runpy.run_path(script, run_name='__main__')\n"
+)
+
+
+@pytest.mark.parametrize(
+    "stage, args",
+    [
+        *((f"train_{model}", (*TRAIN_ARGS, "--out", f"models/{model}"))
+          for model in ("ae", "vae", "classifier")),
+        ("reference", ("--classifier", "models/classifier", "--data", "data",
+                       "--out", "reports/r", "--report", "reports/r.json")),
+        ("evaluate", ("--model", "ae", *EVALUATE_ARGS, "--reference", "reports/metrics/reference",
+                      "--out", "reports/e.json")),
+        ("plots", ("--model", "ae", *EVALUATE_ARGS, "--out", "reports/figures/p",
+                   "--evaluation", "reports/metrics/ae.json")),
+    ],
+)  # fmt: skip
+def test_no_stage_loads_scikit_learn_and_only_plots_loads_pyplot(
+    trained, evaluated, tmp_path, stage, args
+):
+    """Keras loads scikit-learn and matplotlib.pyplot when they are installed, which no
+    training or evaluation stage uses (wardrobe._KerasExtras); the plots stage draws with
+    pyplot."""
+    copy = Path(shutil.copytree(trained, tmp_path / "copy"))
+    result = subprocess.run(
+        [sys.executable, "-c", LOADED, str(Path(__file__).parents[1] / "pipeline" / f"{stage}.py"),
+         *args],
+        cwd=copy, capture_output=True, text=True, timeout=600, env=stage_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = set(result.stdout.split("loaded:", 1)[1].split())
+    assert "keras" in loaded  # the stage did its work
+    assert not {m for m in loaded if m == "sklearn" or m.startswith("sklearn.")}
+    assert ("matplotlib.pyplot" in loaded) == (stage == "plots")
