@@ -162,8 +162,9 @@ def test_a_broken_noise_file_or_a_nan_is_not_taken_for_noise(runs_repo, tmp_path
     path.write_text("[]")
     with pytest.raises(noise.NoiseError, match=r"noise.json: not a JSON object; regenerate it"):
         noise.read_noise(path)
-    assert noise.Change("x", 1.0, math.nan, 0.5).beyond
-    assert not noise.Change("x", 1.0, 1.4, 0.5).beyond
+    assert noise.Change("x", 1.0, 2.0, None).beyond  # no tolerance: every change counts
+    within = noise.judge([1.4], [1.0], "lower", {"tolerance": 0.5})
+    assert not noise.Change("x", 1.0, 1.4, within).beyond
 
 
 def good_noise() -> dict:
@@ -232,12 +233,16 @@ def test_the_comparison_tells_a_move_from_noise(runs_repo):
     assert "1 changed within it" in lines[0] and "(4 seeds from " in lines[0]
     assert "measured at other params (ae.epochs 5 → 1)" in text
     moved = text.split("<details>")[0]
-    assert f"| ae.test.bce | 0.253 | {0.253 + 3 * tol:.6g} | +{3 * tol:.3g} | {tol:.3g} |" in moved
+    assert (
+        f"| ae.test.bce | 0.253 | {0.253 + 3 * tol:.6g} | +{3 * tol:.3g} | {tol:.3g} | worse |"
+        in moved
+    )  # the catalogue says lower is better
     assert "| ae.test.kid | — | 2 | — | not measured |" in moved
     assert "| class_shares.ae.trouser | 0.23 | — | — |" in moved
     within = text.split("<details>")[1]
     assert "1 changed within their noise" in within
     assert "| ae.test.generation.frechet_distance | 82.7 | 83.7 | +1 |" in within
+    assert within.rstrip().splitlines()[-3].endswith("| within the noise |")
     # Nothing changed; and without a noise file every change is listed, unweighed.
     assert noise.report(base, base, summary, "`main`").endswith("No metric changed.")
     bare = noise.report(base, now, None, "`main`")
@@ -322,3 +327,54 @@ def test_measure_runs_each_seed_as_an_experiment_and_leaves_the_workspace(retrai
             again.stderr
         )
     assert json.loads((repo / "reports" / "noise.json").read_text()) == summary
+
+
+def test_one_verdict_rests_on_the_runs_of_both_sides():
+    """noise.judge: one run against one is held to the measured tolerance; runs at the same
+    seeds are paired (Student on the differences), other runs by Welch, each at 99%; what the
+    runs cannot decide is "not resolved", not "within the noise"."""
+    measured = {"tolerance": 0.5, "values": [1.0, 1.2, 1.1]}
+    assert noise.judge([1.0], [1.6], "lower", measured).word == "better"
+    assert noise.judge([1.0], [1.6], "higher", measured).word == "worse"
+    assert noise.judge([1.0], [1.4], "lower", measured).word == "within the noise"
+    assert noise.judge([1.0], [1.4], "lower", measured).bound == 0.5  # the tolerance itself
+    # paired by seed: a shared offset per seed cancels; unpaired, the same values do not decide
+    a, b, seeds = [1.0, 2.0, 3.0], [1.1, 2.1, 3.12], [1, 2, 3]
+    paired = noise.judge(a, b, "lower", seeds=(seeds, seeds))
+    assert paired.word == "better" and paired.counts() == "3 of 3 seeds"
+    differences = [x - y for x, y in zip(a, b, strict=True)]
+    mean = sum(differences) / 3
+    sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / 2)
+    assert paired.bound == pytest.approx(t.ppf(0.995, 2) * sd / math.sqrt(3))
+    unpaired = noise.judge(a, b, "lower")
+    assert unpaired.word == "not resolved" and str(unpaired).startswith("not resolved by 3 runs")
+    # Welch's bound: unequal spreads, unequal counts
+    a, b = [0.0, 0.1, 0.2, 0.3], [1.0, 1.5, 2.0]
+    welch = noise.judge(a, b, "lower")
+    va, vb = np.var(a, ddof=1) / 4, np.var(b, ddof=1) / 3
+    df = (va + vb) ** 2 / (va**2 / 3 + vb**2 / 2)
+    assert welch.bound == pytest.approx(t.ppf(0.995, df) * math.sqrt(va + vb))
+    assert welch.runs == (4, 3) and welch.pairs == 12 and welch.agree == 12
+    # a ratio metric compares logarithms: 100x apart with a spread of a factor of 2 decides
+    log = noise.judge([0.01, 0.02, 0.015], [1.0, 2.0, 1.5], "lower", log=True)
+    assert log.word == "better" and "by a factor of 100" in str(log)
+    assert noise.judge([1.0], [2.0], None, {"tolerance": 0.5}).word == "below"
+    with pytest.raises(noise.NoiseError, match="a run on each side"):
+        noise.judge([], [1.0], "lower")
+
+
+def test_a_seed_by_seed_difference_far_beyond_chance_is_decided_at_99_percent():
+    """Simulated: two sets of 3 seeds whose means differ by 10 standard deviations of the
+    difference are called different nearly always; two of the same mean in about 1% of draws."""
+    rng = np.random.default_rng(0)
+    seeds = ([1, 2, 3], [1, 2, 3])
+    same = sum(
+        noise.judge(list(rng.normal(0, 1, 3)), list(rng.normal(0, 1, 3)), "lower").decided
+        for _ in range(4000)
+    )
+    assert same / 4000 < 0.02
+    apart = sum(
+        noise.judge(list(x + 10), list(x + rng.normal(0, 0.5, 3)), "lower", seeds=seeds).decided
+        for x in (rng.normal(0, 1, 3) for _ in range(500))
+    )
+    assert apart / 500 > 0.9

@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from wardrobe import catalogue
 from wardrobe.cli import run_stage
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import project_root, write_json
@@ -173,9 +174,7 @@ def other_params(noise: Mapping[str, Any], params: Mapping[str, Any]) -> list[st
 
 def tolerance(sd: float, mean: float, n: int, confidence: float = CONFIDENCE) -> float:
     """The largest difference between two runs that chance explains (see the module's text)."""
-    from scipy.stats import t
-
-    spread = float(t.ppf(0.5 + confidence / 2, n - 1)) * math.sqrt(2) * sd
+    spread = _t(n - 1, confidence) * math.sqrt(2) * sd
     return max(spread, REL_FLOOR * abs(mean), ABS_FLOOR)
 
 
@@ -276,11 +275,132 @@ def _bad(path: Path, key: str, value: Any, expected: str) -> None:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """One comparison of a metric between two sets of runs, `a` against `b`: better, worse,
+    within the noise (single runs, against the spread `make noise` measured) or not resolved
+    (several runs, against their own spread), with the bound the difference was held to and
+    how many runs (seed by seed where both sides share seeds) agree with its sign."""
+
+    word: str  # "better" | "worse" | "within the noise" | "not resolved"
+    difference: float  # mean of a - mean of b
+    bound: float  # the 99% bound chance puts on the difference
+    runs: tuple[int, int]  # of a, of b
+    agree: int  # seeds (or pairs of runs) in which a is on the side of the difference
+    pairs: int
+    log: bool = False  # difference and bound are of logarithms: shown as factors
+
+    @property
+    def decided(self) -> bool:
+        return self.word not in ("within the noise", "not resolved")
+
+    def counts(self) -> str:
+        """'3 of 3 seeds': how many agree with the difference's sign."""
+        return f"{self.agree} of {self.pairs} {'seeds' if self.pairs > 1 else 'seed'}"
+
+    def __str__(self) -> str:
+        """'better by 0.0123 (±0.004 at 99%; 3 of 3 seeds agree)', 'within the noise (+0.002,
+        ±0.004)', 'not resolved by 3 runs (+0.002, ±0.009)'."""
+        if self.log:  # as ratios
+            size = f"a factor of {math.exp(abs(self.difference)):.3g}"
+            bound = f"bound: a factor of {math.exp(self.bound):.3g}"
+            spread = f"ratio {math.exp(self.difference):.3g}, {bound}"
+        else:
+            size, bound = f"{abs(self.difference):.3g}", f"±{self.bound:.3g}"
+            spread = f"{self.difference:+.3g}, {bound}"
+        if self.decided:
+            return f"{self.word} by {size} ({bound}; {self.counts()} agree)"
+        if self.word == "not resolved":
+            na, nb = self.runs
+            runs = f"{na} runs" if na == nb else f"{na} and {nb} runs"
+            return f"not resolved by {runs} ({spread})"
+        return f"{self.word} ({spread})"
+
+
+def _t(df: float, confidence: float) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + confidence / 2, df))
+
+
+def _mean_var(x: Sequence[float]) -> tuple[float, float]:
+    mean = math.fsum(x) / len(x)
+    return mean, math.fsum((v - mean) ** 2 for v in x) / (len(x) - 1)
+
+
+def judge(
+    a: Sequence[float],
+    b: Sequence[float],
+    better: str | None,
+    measured: Mapping[str, Any] | None = None,
+    seeds: tuple[Sequence[Any], Sequence[Any]] | None = None,
+    log: bool = False,
+    confidence: float = CONFIDENCE,
+) -> Verdict:
+    """How a's runs of a metric compare with b's, at `confidence` (two-sided):
+    - both sides run at the same seeds (two or more; `seeds` names them): Student's bound on
+      the mean of the seed-by-seed differences. The seed draws the scoring classifier, the
+      test samples and the weights of both sides alike, so pairing removes what they share;
+    - two runs or more on each side otherwise: Welch's bound on the difference of the means,
+      from each side's own spread;
+    - a single run on a side: the measured noise (`measured`, the metric's entry of
+      reports/noise.json), whose tolerance bounds one run against one.
+    `log` compares logarithms (a metric that spans orders of magnitude, where a ratio is the
+    difference that means something); the difference is then the log of the ratio of the
+    geometric means. `better` ("lower", "higher", or None for "above"/"below") names the
+    direction; a difference within the bound is "not resolved" by the runs' own spread, or
+    "within the noise" measured."""
+    if not a or not b:
+        raise NoiseError("a comparison needs a run on each side")
+    log = log and min(*a, *b) > 0
+    x, y = ([math.log(v) for v in side] if log else list(side) for side in (a, b))
+    na, nb = len(x), len(y)
+    mean_a, mean_b = math.fsum(x) / na, math.fsum(y) / nb
+    difference = mean_a - mean_b
+    floor = max(REL_FLOOR * max(abs(mean_a), abs(mean_b)), ABS_FLOOR)
+    shared = [] if seeds is None else [s for s in seeds[0] if s in set(seeds[1])]
+    if shared:
+        by_a, by_b = dict(zip(seeds[0], x, strict=True)), dict(zip(seeds[1], y, strict=True))
+        signs = [by_a[s] - by_b[s] for s in shared]
+    else:
+        signs = [u - v for u in x for v in y]
+    paired = len(shared) >= 2 and len(shared) == na == nb
+    if paired:
+        _, var_d = _mean_var(signs)
+        bound = max(_t(na - 1, confidence) * math.sqrt(var_d / na), floor)
+        undecided = "not resolved"
+    elif na >= 2 and nb >= 2:
+        (_, va), (_, vb) = _mean_var(x), _mean_var(y)
+        se2 = va / na + vb / nb
+        df = se2**2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1)) if se2 else 1
+        bound, undecided = max(_t(df, confidence) * math.sqrt(se2), floor), "not resolved"
+    elif measured is not None:
+        # the tolerance bounds one run against one; n runs' mean against m's, by sqrt(1/n+1/m)
+        scale = math.sqrt((1 / na + 1 / nb) / 2)
+        tol = float(measured["tolerance"])
+        if log:  # the measured runs' spread of logarithms
+            logs = [math.log(v) for v in measured["values"] if v > 0]
+            tol = math.inf
+            if len(logs) >= 3:
+                tol = tolerance(math.sqrt(_mean_var(logs)[1]), 0.0, len(logs), confidence)
+        bound, undecided = tol * scale, "within the noise"
+    else:
+        bound, undecided = math.inf, "not resolved"
+    agree = sum((d > 0) == (difference > 0) and d != 0 for d in signs)
+    if not abs(difference) > bound:
+        word = undecided
+    elif better is None:
+        word = "above" if difference > 0 else "below"
+    else:
+        word = "better" if (difference < 0) == (better == "lower") else "worse"
+    return Verdict(word, difference, bound, (na, nb), agree, len(signs), log)
+
+
+@dataclass(frozen=True)
 class Change:
     key: str  # as shown: the dotted key, prefixed by the file's stem past the first file
     base: float | None
     now: float | None
-    tolerance: float | None
+    verdict: Verdict | None  # None: appeared or went, or no tolerance measured
 
     @property
     def delta(self) -> float | None:
@@ -289,8 +409,7 @@ class Change:
     @property
     def beyond(self) -> bool:
         """True when chance does not explain the change (or no tolerance was measured)."""
-        delta = self.delta
-        return delta is None or self.tolerance is None or not abs(delta) <= self.tolerance
+        return self.verdict is None or self.verdict.word not in ("within the noise",)
 
 
 def changes(
@@ -309,8 +428,13 @@ def changes(
             compared += 1
             if old.get(key) == new.get(key):
                 continue
-            tol = measured.get(key, {}).get("tolerance")
-            found.append(Change(f"{label}{key}", old.get(key), new.get(key), tol))
+            entry, before, after = measured.get(key), old.get(key), new.get(key)
+            verdict = None
+            if entry is not None and before is not None and after is not None:
+                metric = catalogue.by_dotted().get(key) if not label else None
+                better = metric.better if metric else None
+                verdict = judge([after], [before], better, entry)
+            found.append(Change(f"{label}{key}", before, after, verdict))
     return found, compared
 
 
@@ -319,11 +443,16 @@ def _value(v: float | None) -> str:
 
 
 def _rows(found: Sequence[Change]) -> list[str]:
-    rows = ["| metric | base | now | change | tolerance |", "|---|---:|---:|---:|---:|"]
+    rows = [
+        "| metric | base | now | change | tolerance | verdict |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for c in found:
         delta = "—" if c.delta is None else f"{c.delta:+.3g}"
-        tol = "not measured" if c.tolerance is None else f"{c.tolerance:.3g}"
-        rows.append(f"| {c.key} | {_value(c.base)} | {_value(c.now)} | {delta} | {tol} |")
+        v = c.verdict
+        tol = "not measured" if v is None else f"{v.bound:.3g}"
+        word = "—" if v is None else v.word
+        rows.append(f"| {c.key} | {_value(c.base)} | {_value(c.now)} | {delta} | {tol} | {word} |")
     return rows
 
 

@@ -11,10 +11,11 @@ For each model (AE, VAE):
    model is registered once, however often it is promoted. Two promotions at once may both
    create one; each then keeps the lowest-numbered version of the hash and deletes the rest;
 3. move `candidate` to that version;
-4. compare its gate metrics (GATE) with the champion's, both read from their evaluation runs,
-   against each metric's tolerance in reports/noise.json: `champion` moves when the candidate
-   is nowhere worse beyond a tolerance and better beyond one somewhere. The first version of
-   a model becomes champion. One table per model says why.
+4. compare its gate metrics (the catalogue's, gate_metrics) with the champion's, both read
+   from their evaluation runs, by noise.judge against each metric's tolerance in
+   reports/noise.json: `champion` moves when the candidate is nowhere worse beyond a
+   tolerance and better beyond one somewhere. The first version of a model becomes champion.
+   One table per model says why.
 """
 
 from __future__ import annotations
@@ -31,23 +32,25 @@ from typing import Any
 
 import yaml
 
+from wardrobe import catalogue
 from wardrobe.errors import WardrobeError
 from wardrobe.gitstate import changed
+from wardrobe.noise import judge
 from wardrobe.processes import environment_tool
 
 log = logging.getLogger(__name__)
 
 MODELS = ("ae", "vae")
 CANDIDATE, CHAMPION = "candidate", "champion"
-# Gate metrics, as the evaluation runs log them, and which way is better: reconstruction
-# (BCE on the test set), and two of generation: how close generated images are to test
-# images as a whole (KID on the classifier's features) and how much of the test set they
-# cover (coverage). A tolerance is reports/noise.json's for `<model>.<metric>`.
-GATE = {
-    "test.bce": "lower",
-    "test.generation.kid": "lower",
-    "test.generation.coverage": "higher",
-}
+
+
+# Gate metrics, as the evaluation runs log them (test.<key>), and which way is better: the
+# catalogue's metrics shown in the gate. A tolerance is reports/noise.json's for
+# `<model>.test.<key>`.
+def gate_metrics() -> dict[str, str]:
+    return {f"test.{m.key}": str(m.better) for m in catalogue.shown(catalogue.GATE)}
+
+
 # What must be as committed: the models are then the ones the commit's dvc.lock describes.
 COMMITTED = ("dvc.lock", "params.yaml", "dvc.yaml", "pipeline", "src")
 STAGES = ("train_ae", "train_vae", "train_classifier", "reference", "evaluate", "collect")
@@ -138,16 +141,11 @@ class Row:
 
     @property
     def verdict(self) -> str:
+        """The candidate's run against the champion's (noise.judge), or "no champion"."""
         if self.champion is None:
             return "no champion"
-        gain = self.champion - self.candidate
-        if self.better == "higher":
-            gain = -gain
-        if gain > self.tolerance:
-            return "better"
-        if gain < -self.tolerance:
-            return "worse"
-        return "within noise"
+        measured = {"tolerance": self.tolerance}
+        return judge([self.candidate], [self.champion], self.better, measured).word
 
 
 def gate(rows: Sequence[Row]) -> tuple[bool, str]:
@@ -250,7 +248,7 @@ def promote_model(
         client.get_run(champion.tags[EVAL_TAG]).data.metrics if champion is not None else {}
     )
     rows = []
-    for metric, better in GATE.items():
+    for metric, better in gate_metrics().items():
         key = f"{model}.{metric}"
         if key not in tolerance:
             raise PromotionError(f"{NOISE} has no tolerance for {key}; measure it (make noise)")

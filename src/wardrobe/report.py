@@ -21,12 +21,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from wardrobe import catalogue
 from wardrobe.cli import run_stage
 from wardrobe.dataset import CLASS_NAMES
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import atomic_file
 from wardrobe.metrics import class_key
-from wardrobe.noise import CONFIDENCE, other_params, params_of, read_noise, tolerance
+from wardrobe.noise import (
+    CONFIDENCE,
+    Verdict,
+    judge,
+    other_params,
+    params_of,
+    read_noise,
+    tolerance,
+)
+from wardrobe.params import parse
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 KEY_FIGURES = (  # (model, figure, caption)
@@ -39,15 +49,8 @@ KEY_FIGURES = (  # (model, figure, caption)
 )
 
 
-# The claims sweep's results (make sweep SWEEP=sweeps/claims.yaml) and its figures' captions.
+# The claims sweep's results (make sweep SWEEP=sweeps/claims.yaml).
 CLAIMS_RESULTS = Path("reports/sweeps/claims.json")
-CLAIMS_FIGURES = {
-    "reconstruction": "Claim 1: test BCE and the share of the gap closed against latent size",
-    "ae_gaps": "Claim 2: the AE's gaps against latent size",
-    "vae_prior": "Claim 3: the VAE's KL from N(0, I), coverage, recall and top-class share "
-    "against β",
-    "generation": "Frechet distance and KID against β",
-}
 
 
 class ReportError(WardrobeError):
@@ -93,32 +96,6 @@ def _top_class(shares: Mapping[str, float] | None) -> str:
     return f"{shares[key]:.1%} ({names.get(key, key)})"
 
 
-ROWS: tuple[tuple[str, str, int], ...] = (  # (label, key under <model>.test, digits)
-    ("reconstruction BCE (test, mean per pixel)", "bce", 4),
-    ("reconstruction MSE (test)", "mse", 4),
-    ("reconstruction BCE from sampled z (test)", "bce_sampled", 4),
-    ("KL term (test, mean per image)", "kl", 2),
-    ("training objective: beta x BCE (sampled z) + KL (test)", "loss", 2),
-    (
-        "KL of a Gaussian fitted to the embeddings from N(0, I)",
-        "latent.kl_from_standard_normal",
-        2,
-    ),
-    ("Frechet distance: test reconstructions", "frechet_distance_reconstructions", 1),
-    ("Frechet distance: generated images", "generation.frechet_distance", 1),
-    ("classifier's mean confidence on generated images", "generation.mean_confidence", 3),
-    ("entropy of generated classes (bits; even split 3.32)", "generation.class_entropy_bits", 2),
-    ("share of the BCE gap, mean image to perfect, closed", "bce_gain", 3),
-    ("generated images: precision (like some test image)", "generation.precision", 3),
-    ("generated images: recall (test images they resemble)", "generation.recall", 3),
-    ("generated images: density (1: spread like test images)", "generation.density", 3),
-    ("generated images: coverage (test images' balls reached)", "generation.coverage", 3),
-    ("generated images: KID", "generation.kid", 3),
-    ("generated images: KID's spread over subsets", "generation.kid_std", 3),
-    ("latent samples outside every test embedding's 5-NN ball", "generation.latent_far_share", 3),
-    ("test reconstructions: precision", "reconstructions.precision", 3),
-    ("test reconstructions: recall", "reconstructions.recall", 3),
-)
 QUALITY = ("precision", "recall", "density", "coverage", "kid")
 
 
@@ -129,18 +106,18 @@ def metrics_table(
 ) -> str:
     """A Markdown table of both models' test metrics (± their standard deviation over the
     noise file's seeds), and a line on the classifier."""
-    lines = ["| metric | AE | VAE |", "|---|---:|---:|"]
-    for label, key, digits in ROWS:
+    lines = ["| metric | better | AE | VAE |", "|---|---|---:|---:|"]
+    for metric in catalogue.shown(catalogue.TABLE):
         ae, vae = (
-            _cell(_get(metrics, f"{m}.test.{key}"), digits, _spread(noise, f"{m}.test.{key}"))
+            _cell(_get(metrics, metric.dotted(m)), metric.digits, _spread(noise, metric.dotted(m)))
             for m in ("ae", "vae")
         )
-        lines.append(f"| {label} | {ae} | {vae} |")
+        lines.append(f"| {metric.label} | {metric.better or ''} | {ae} | {vae} |")
     for label, key in (("latent mean (z0, z1)", "mean"), ("latent std (z0, z1)", "std")):
         ae, vae = (_get(metrics, f"{m}.test.latent.{key}") for m in ("ae", "vae"))
-        lines.append(f"| {label} | {_pair(ae)} | {_pair(vae)} |")
+        lines.append(f"| {label} | | {_pair(ae)} | {_pair(vae)} |")
     ae, vae = (class_shares.get(m) for m in ("ae", "vae"))
-    lines.append(f"| most common generated class | {_top_class(ae)} | {_top_class(vae)} |")
+    lines.append(f"| most common generated class | | {_top_class(ae)} | {_top_class(vae)} |")
     classifier = _get(metrics, "classifier.test") or {}
     lines += [
         "",
@@ -173,19 +150,24 @@ def spread_note(noise: Mapping[str, Any]) -> str:
     )
 
 
-def _seeds(noise: Mapping[str, Any] | None, smaller: str, larger: str) -> str:
-    """'in k of n seeds': in how many of the noise file's runs metric `smaller` was below
-    metric `larger` (both dotted keys of reports/metrics.json); empty when not measured."""
-    a, b = _spread(noise, smaller), _spread(noise, larger)
-    if not (a and b) or len(a["values"]) != len(b["values"]):
+def _versus(noise: Mapping[str, Any] | None, a: str, b: str) -> Verdict | None:
+    """The noise file's runs of metric a against those of metric b (dotted keys of
+    reports/metrics.json, seed by seed), as the catalogue says a's metric is compared:
+    noise.judge's verdict; None when not measured."""
+    x, y = _spread(noise, a), _spread(noise, b)
+    if not (x and y) or len(x["values"]) != len(y["values"]):
+        return None
+    seeds = [run.get("seed") for run in (noise or {}).get("runs", [])]
+    paired = (seeds, seeds) if len(seeds) == len(x["values"]) else None
+    metric = catalogue.by_dotted()[a]
+    return judge(x["values"], y["values"], metric.better, seeds=paired, log=metric.log)
+
+
+def _over(verdict: Verdict | None, who: str = "the VAE against the AE") -> str:
+    """'; the VAE against the AE over 5 seeds: better by 0.29 (±0.11; 5 of 5 seeds agree)'."""
+    if verdict is None:
         return ""
-    k = sum(x < y for x, y in zip(a["values"], b["values"], strict=True))
-    return f"in {k} of {len(a['values'])} seeds"
-
-
-def _order(noise: Mapping[str, Any] | None, a: str, b: str, a_smaller: bool) -> str:
-    """_seeds for the order this run shows: a below b when a_smaller, else b below a."""
-    return _seeds(noise, a, b) if a_smaller else _seeds(noise, b, a)
+    return f"; {who} over {verdict.runs[0]} seeds: {verdict}"
 
 
 def _pct(value: float) -> str:
@@ -198,8 +180,9 @@ def claims(
     noise: Mapping[str, Any] | None = None,
 ) -> str:
     """What the metrics say about the lecture's claims 1 to 3, as Markdown bullets whose
-    every number and comparison comes from the metrics (each comparison with the number of
-    the noise file's seeds in which it holds); empty when they lack the keys."""
+    every number comes from the metrics, and every comparison, where the noise file's runs
+    measured both sides, is noise.judge's verdict over those seeds; empty when the metrics
+    lack the keys."""
     ae, vae = _get(metrics, "ae.test"), _get(metrics, "vae.test")
     reference = _get(metrics, "classifier.test.train_reference")
     needed = ("bce_gain", "reconstructions", "generation", "latent")
@@ -209,31 +192,39 @@ def claims(
     rec_ae, rec_vae = ae["reconstructions"], vae["reconstructions"]
     kl_ae, kl_vae = (m["latent"]["kl_from_standard_normal"] for m in (ae, vae))
     fd_ae, fd_vae = gen_ae["frechet_distance"], gen_vae["frechet_distance"]
-    kid_closer = "the AE's" if gen_ae["kid"] < gen_vae["kid"] else "the VAE's"
-    fd_closer = "the AE's" if fd_ae < fd_vae else "the VAE's"
-    gaps_cost = gen_ae["precision"] < rec_ae["precision"]
-    covers_more = gen_vae["coverage"] > gen_ae["coverage"]
     top = {m: _top_class(class_shares.get(m)) for m in ("ae", "vae")}
-    ae_gen, vae_gen = "ae.test.generation.", "vae.test.generation."
-    order = {
-        "far": _order(
-            noise, f"{vae_gen}latent_far_share", f"{ae_gen}latent_far_share",
-            gen_vae["latent_far_share"] < gen_ae["latent_far_share"],
-        ),
-        "gaps": _order(
-            noise, f"{ae_gen}precision", "ae.test.reconstructions.precision", gaps_cost
-        ),
-        "kl": _order(
-            noise, "vae.test.latent.kl_from_standard_normal",
-            "ae.test.latent.kl_from_standard_normal", kl_vae < kl_ae,
-        ),
-        "coverage": _order(noise, f"{ae_gen}coverage", f"{vae_gen}coverage", covers_more),
-        "fd": _order(noise, f"{ae_gen}frechet_distance", f"{vae_gen}frechet_distance",
-                     fd_ae < fd_vae),
-        "kid": _order(noise, f"{ae_gen}kid", f"{vae_gen}kid", gen_ae["kid"] < gen_vae["kid"]),
-    }  # fmt: skip
-    seeds = {k: f" ({v})" if v else "" for k, v in order.items()}  # after a clause
-    inside = {k: f"; {v}" if v else "" for k, v in order.items()}  # inside parentheses
+    v = {key: _versus(noise, f"vae.test.{key}", f"ae.test.{key}") for key in (
+        "bce_gain", "generation.latent_far_share", "latent.kl_from_standard_normal",
+        "generation.coverage", "generation.frechet_distance", "generation.kid",
+    )}  # fmt: skip
+    v["gaps"] = _versus(noise, "ae.test.generation.precision", "ae.test.reconstructions.precision")
+
+    def lower(verdict: Verdict | None, this_run: bool) -> bool | None:
+        """Whether the first side is below the second: by the verdict over seeds, else by
+        this run; None when the seeds do not resolve it."""
+        if verdict is None:
+            return this_run
+        return None if not verdict.decided else verdict.difference < 0
+
+    gaps_cost = lower(v["gaps"], gen_ae["precision"] < rec_ae["precision"])
+    covers_less = lower(v["generation.coverage"], gen_vae["coverage"] < gen_ae["coverage"])
+    fd_vae_lower = lower(v["generation.frechet_distance"], fd_vae < fd_ae)
+    kid_vae_lower = lower(v["generation.kid"], gen_vae["kid"] < gen_ae["kid"])
+
+    def closer(vae_lower: bool | None) -> str:
+        return {
+            True: "puts the VAE's samples closer to the test images",
+            False: "puts the AE's samples closer to the test images",
+            None: "does not tell the two models' samples apart, by these seeds",
+        }[vae_lower]
+
+    stray = {
+        True: "decoded from the gaps, images stray from the data more often",
+        False: "decoded from the gaps, images stray from the data no more often",
+        None: "whether images from the gaps stray more often, these seeds do not resolve",
+    }[gaps_cost]
+    covers = {True: "less", False: "more", None: "neither more nor less"}[covers_less]
+    samples = "the AE's samples against its reconstructions"
     narrow = (
         min(gen_ae["precision"], gen_vae["precision"]) >= reference["precision"]
         and max(gen_ae["coverage"], gen_vae["coverage"]) < reference["coverage"] / 2
@@ -242,37 +233,35 @@ def claims(
         f"- **Reconstruction (claim 1).** Of the BCE gap between giving every input the mean "
         f"training image ({ae['bce_mean_image']:.4f}) and a perfect reconstruction "
         f"({ae['bce_floor']:.4f}: grey pixels cost even then), the AE closes "
-        f"{_pct(ae['bce_gain'])} and the VAE {_pct(vae['bce_gain'])}. Their reconstructions "
+        f"{_pct(ae['bce_gain'])} and the VAE {_pct(vae['bce_gain'])}"
+        f"{_over(v['bce_gain'])}. Their reconstructions "
         f"have a precision of {rec_ae['precision']:.2f} and {rec_vae['precision']:.2f} "
         f"against the test images; real train images reach {reference['precision']:.2f}.",
         f"- **The AE's uniform samples land in gaps (claim 2).** "
         f"{_pct(gen_ae['latent_far_share'])} of the points drawn uniformly in the AE's "
         f"embedding box lie outside every test embedding's 5-nearest-neighbour ball, against "
-        f"{_pct(gen_vae['latent_far_share'])} of the VAE's draws from N(0, I){seeds['far']}. "
-        "Of the images "
-        f"they decode to, {1 - gen_ae['precision']:.1%} are unlike every test image (outside "
-        f"all their balls: 1 - precision), against {1 - rec_ae['precision']:.1%} of the AE's "
-        f"reconstructions and {1 - gen_vae['precision']:.1%} of the VAE's samples: decoded "
-        + (
-            "from the gaps, images stray from the data more often"
-            if gaps_cost
-            else "from the gaps, images stray from the data no more often"
-        )
-        + f"{seeds['gaps']}.",
+        f"{_pct(gen_vae['latent_far_share'])} of the VAE's draws from N(0, I)"
+        f"{_over(v['generation.latent_far_share'])}. Of the images "
+        f"they decode to, {1 - gen_ae['precision']:.1%} are unlike every test image "
+        f"(1 - precision), against {1 - rec_ae['precision']:.1%} of the AE's "
+        f"reconstructions and {1 - gen_vae['precision']:.1%} of the VAE's samples: "
+        f"{stray}{_over(v['gaps'], samples)}.",
         f"- **Centring and coverage (claim 3).** A Gaussian fitted to the VAE's embeddings is "
-        f"{kl_vae:.2f} nats from N(0, I) (the AE's: {kl_ae:.2f}{inside['kl']}). "
-        "The VAE's samples reach "
+        f"{kl_vae:.2f} nats from N(0, I) (the AE's: {kl_ae:.2f}"
+        f"{_over(v['latent.kl_from_standard_normal'])}). The VAE's samples reach "
         f"{_pct(gen_vae['coverage'])} of the test images' neighbourhoods (coverage; recall "
         f"{gen_vae['recall']:.2f}), the AE's {_pct(gen_ae['coverage'])} (recall "
-        f"{gen_ae['recall']:.2f}): the VAE covers {'more' if covers_more else 'less'} of the "
-        f"data{seeds['coverage']}, and both far less than real train images do "
-        f"({_pct(reference['coverage'])}, "
-        f"recall {reference['recall']:.2f}). The most common generated class takes "
-        f"{top['vae']} for the VAE and {top['ae']} for the AE.",
-        f"- **One distance against two measures.** The Frechet distance puts {fd_closer} "
-        f"samples closer to the test images ({fd_ae:.1f} against {fd_vae:.1f}{inside['fd']}), "
-        f"KID puts {kid_closer} ({gen_ae['kid']:.3f} ± {gen_ae['kid_std']:.3f} over subsets "
-        f"against {gen_vae['kid']:.3f} ± {gen_vae['kid_std']:.3f}{inside['kid']}). "
+        f"{gen_ae['recall']:.2f}): the VAE covers {covers} of the data"
+        f"{_over(v['generation.coverage'])}; both far less than real train "
+        f"images do ({_pct(reference['coverage'])}, recall {reference['recall']:.2f}). The "
+        f"most common generated class takes {top['vae']} for the VAE and {top['ae']} for the "
+        "AE.",
+        f"- **One distance against two measures.** The Frechet distance "
+        f"{closer(fd_vae_lower)} (the AE {fd_ae:.1f}, the "
+        f"VAE {fd_vae:.1f}{_over(v['generation.frechet_distance'])}); KID "
+        f"{closer(kid_vae_lower)} (the AE {gen_ae['kid']:.3f} ± {gen_ae['kid_std']:.3f} over "
+        f"subsets, the VAE {gen_vae['kid']:.3f} ± {gen_vae['kid_std']:.3f}"
+        f"{_over(v['generation.kid'])}). "
         + (
             "By precision, both models' samples are as plausible as real images (k-NN "
             "precision favours blurry images in the dense middle of each class); by "
@@ -326,33 +315,45 @@ def results_section(
 
 
 def design_space_section(
-    results: Path, noise: Mapping[str, Any] | None, docs_dir: Path, readme_dir: Path
+    results: Path,
+    noise: Mapping[str, Any] | None,
+    docs_dir: Path,
+    readme_dir: Path,
+    seed: Any = None,
 ) -> str:
-    """The lecture's claims across β and latent size, from the claims sweep's results file:
-    where each holds and where it fails, with numbers (`sweep.claims.reading`), and its
-    figures, drawn into docs_dir/claims with the lecture's point and its band over seeds;
-    empty when the sweep has not been run."""
+    """The lecture's claims across the claims sweep's axes (`sweep.claims`): for each claim
+    one line, its table and its figure, drawn into docs_dir/claims; empty when the sweep has
+    not been run. `seed` is the one of points that do not set theirs (params.yaml's)."""
     from wardrobe.sweep import claims as sweep_claims
 
     if not results.is_file():
         return ""
     try:
-        points = sweep_claims.load_points(results)
-        drawn = sweep_claims.draw(points, noise, docs_dir / "claims")
+        grid = sweep_claims.load_grid(results, noise, seed)
+        drawn = {p.stem: p for p in sweep_claims.draw(grid, noise, docs_dir / "claims")}
     except sweep_claims.ClaimsError as exc:
         raise ReportError(str(exc)) from None
+    runs = sorted({len(c.runs) for c in grid.cells})
+    seeds = f"{runs[0]}" if len(runs) == 1 else f"{runs[0]} to {runs[-1]}"
+    lecture = ""
+    if grid.lecture is not None and grid.merged:
+        lecture = (
+            f" The lecture's point also takes the {grid.merged} runs of `reports/noise.json` "
+            "at seeds the sweep did not run."
+        )
     parts = [
-        "### The claims across β and latent size",
+        f"### The claims across {' and '.join(a.name for a in grid.axes)}",
         "",
-        f"From `{results.as_posix()}` ({len(points)} points of `make sweep "
-        "SWEEP=sweeps/claims.yaml`, at the lecture's training settings). Each figure marks the "
-        "lecture's point (β 500, latent size 2) with one run's 99% band over seeds.",
-        "",
-        sweep_claims.reading(points, noise),
+        f"From `{results.as_posix()}` ({len(grid.cells)} points of `make sweep "
+        f"SWEEP=sweeps/claims.yaml` at the lecture's training settings, {seeds} seeds each)."
+        f"{lecture} {sweep_claims.LEGEND}",
         "",
     ]
-    for path in drawn:
-        parts += [f"![{CLAIMS_FIGURES.get(path.stem, path.stem)}]({_link(path, readme_dir)})", ""]
+    for claim, line, table in sweep_claims.reading(grid, noise):
+        parts += [f"- {line}", "", table, ""]
+        if claim.name in drawn:
+            link = _link(drawn[claim.name], readme_dir)
+            parts += [f"![{claim.title}: {claim.says}]({link})", ""]
     return "\n".join(parts).rstrip("\n")
 
 
@@ -421,7 +422,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     section = results_section(
         table, args.figures, args.docs, args.readme.parent, reading, noise is not None
     )
-    across = design_space_section(args.sweep, noise, args.docs, args.readme.parent)
+    seed = (parse(args.params.read_text()) or {}).get("seed") if args.params.is_file() else None
+    across = design_space_section(args.sweep, noise, args.docs, args.readme.parent, seed)
     if across:
         section += f"\n\n{across}"
     else:

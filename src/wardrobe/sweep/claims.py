@@ -1,18 +1,17 @@
-"""The lecture's claims as curves across a sweep over β and latent size, from the sweep's
-results file (reports/sweeps/<name>.json, written by `make sweep`), with the lecture's own
-point (β 500, latent size 2) marked with its noise band from reports/noise.json.
+"""The lecture's claims read across a sweep (reports/sweeps/<name>.json, written by `make
+sweep`): for each claim of the catalogue (wardrobe.catalogue.CLAIMS), one line that says where
+it holds and where it fails, a table of its metrics at every point, and a figure.
 
     python -m wardrobe.sweep.claims reports/sweeps/claims.json --out docs/figures/claims
 
-Four figures, one per claim (SPEC.md), and the reading of each, with numbers, in Markdown:
-- `reconstruction.png`: test BCE and the share of the gap from the mean image to a perfect
-  reconstruction that each model closes (`bce_gain`), against latent size (claim 1);
-- `ae_gaps.png`: the AE's gaps: uniform latent draws far from every test embedding, and
-  samples unlike every test image (1 - precision), against latent size (claim 2);
-- `vae_prior.png`: the VAE's centring (KL of the fitted Gaussian from N(0, I)), coverage,
-  recall and top-class share against β, a line per latent size, the AE's as dashed lines
-  (claim 3);
-- `generation.png`: Frechet distance and KID against β, as vae_prior.
+The axes are the params the sweep's points vary (keys that always move together, such as
+`ae.latent_dim` and `vae.latent_dim`, are one axis); `seed` is not an axis but the runs of a
+point, whose values are shown as mean ± standard deviation over its seeds. The tables' columns
+are the first axis, their rows the others; each cell marks the VAE against the AE at that
+point by noise.judge's verdict over the point's seeds. The point whose params are those
+reports/noise.json was measured at (the lecture's) also takes the noise file's runs of seeds
+the sweep did not run, so that it is judged on every seed measured there, as the README's
+single-point reading is.
 """
 
 from __future__ import annotations
@@ -26,59 +25,168 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wardrobe import catalogue
+from wardrobe.catalogue import Claim, Metric
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import atomic_file
-from wardrobe.noise import read_noise
+from wardrobe.noise import FILES, Verdict, judge, read_noise
 from wardrobe.tracking.runs import flatten
 
-LECTURE = {"vae.beta": 500, "vae.latent_dim": 2}
-BETA, LATENT = "vae.beta", "vae.latent_dim"
-# (figure, title, [(metric key without the model, label, model)]); the metrics sit under
-# <model>.test.<key> in reports/metrics.json.
-BY_LATENT = {
-    "reconstruction": ("Claim 1: reconstruction against latent size", [
-        ("bce", "test BCE (lower is better)"),
-        ("bce_gain", "share of the gap mean image → perfect closed"),
-    ]),
-    "ae_gaps": ("Claim 2: the AE's gaps against latent size", [
-        ("generation.latent_far_share", "uniform latent draws far from every test embedding"),
-        ("generation.unlike_share", "samples unlike every test image (1 - precision)"),
-    ]),
-}  # fmt: skip
-BY_BETA = {
-    "vae_prior": ("Claim 3: the VAE's prior against β (dashed: the AE)", [
-        ("latent.kl_from_standard_normal", "KL(fitted Gaussian ‖ N(0, I))"),
-        ("generation.coverage", "coverage (higher is better)"),
-        ("generation.recall", "recall (higher is better)"),
-        ("generation.top_class_share", "top-class share of samples"),
-    ]),
-    "generation": ("Generation quality against β (dashed: the AE)", [
-        ("generation.frechet_distance", "Frechet distance (lower is better)"),
-        ("generation.kid", "KID (lower is better)"),
-    ]),
-}  # fmt: skip
-
-
-# Metrics that span orders of magnitude across the grid (the VAE's KL near 0, the AE's ~100)
-LOG_Y = {"latent.kl_from_standard_normal"}
+SEED = "seed"
+# How an axis is named in tables and figures; any other key is named by itself.
+AXIS_NAMES = {"vae.beta": "β", "vae.latent_dim": "latent size", "ae.latent_dim": "latent size"}
+MARKS = {"better": "▲", "worse": "▼"}  # the VAE against the AE; otherwise "○"
+LEGEND = (
+    "Each cell: the VAE's mean ± standard deviation over the point's seeds, marked ▲ where it "
+    "is better than the AE's, ▼ where worse, ○ where its seeds do not resolve the difference "
+    "(noise.judge at 99%: paired by seed)."
+)
 
 
 class ClaimsError(WardrobeError):
-    """The sweep's results cannot be drawn."""
+    """The sweep's results cannot be read or drawn."""
 
 
 @dataclass(frozen=True)
-class Point:
-    beta: float
-    latent: int
-    metrics: Mapping[str, float]  # flattened, with <model>.test.generation.unlike_share
+class Axis:
+    keys: tuple[str, ...]  # params keys that move together
+    values: tuple[Any, ...]
 
-    def value(self, model: str, key: str) -> float:
-        return self.metrics.get(f"{model}.test.{key}", math.nan)
+    @property
+    def name(self) -> str:
+        return next((AXIS_NAMES[k] for k in self.keys if k in AXIS_NAMES), self.keys[-1])
+
+    def show(self, value: Any) -> str:
+        return (
+            f"{self.name} {value:g}" if isinstance(value, int | float) else f"{self.name} {value}"
+        )
 
 
-def load_points(path: Path) -> list[Point]:
-    """The points of a results file that have metrics, each with its β and latent size."""
+@dataclass(frozen=True)
+class Cell:
+    """A point of the grid: its axes' values and its runs, {seed: flattened metrics}."""
+
+    at: tuple[Any, ...]  # one value per axis
+    runs: Mapping[Any, Mapping[str, float]]
+
+    def values(self, model: str, metric: Metric) -> tuple[list[Any], list[float]]:
+        """The seeds and values of a model's metric, over the runs that have it."""
+        found = [(s, m[metric.dotted(model)]) for s, m in self.runs.items()
+                 if metric.dotted(model) in m]  # fmt: skip
+        return [s for s, _ in found], [v for _, v in found]
+
+    def stats(self, model: str, metric: Metric) -> tuple[float, float | None, int]:
+        """Mean, standard deviation (None for one run) and number of runs; NaN for none."""
+        return _stats(self.values(model, metric)[1])
+
+    def vae_vs_ae(self, metric: Metric, noise: Mapping[str, Any] | None) -> Verdict | None:
+        (sa, a), (sb, b) = self.values("vae", metric), self.values("ae", metric)
+        if not (a and b):
+            return None
+        return judge(a, b, metric.better, _measured(noise, metric), (sa, sb), metric.log)
+
+
+@dataclass(frozen=True)
+class Grid:
+    axes: tuple[Axis, ...]
+    cells: tuple[Cell, ...]
+    lecture: tuple[Any, ...] | None = None  # the point noise.json was measured at
+    merged: int = 0  # the noise file's runs added to it
+
+    def cell(self, at: Sequence[Any]) -> Cell | None:
+        return next((c for c in self.cells if c.at == tuple(at)), None)
+
+    @property
+    def columns(self) -> Axis:
+        return self.axes[0]
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """Each row's values of the axes after the first."""
+        return list(itertools.product(*(a.values for a in self.axes[1:])))
+
+    def row_label(self, row: tuple[Any, ...]) -> str:
+        return ", ".join(a.show(v) for a, v in zip(self.axes[1:], row, strict=True)) or "all"
+
+    def ae_runs(self, metric: Metric, at: Sequence[Any]) -> dict[Any, float]:
+        """The AE's runs of a metric at a point, {seed: value}, pooled over the axes the AE
+        does not move along (a β sweep trains one AE per latent size and seed)."""
+        fixed = [i for i in range(len(self.axes)) if not self.ae_constant(metric, i)]
+        by_seed: dict[Any, float] = {}
+        for cell in self.cells:
+            if all(cell.at[i] == at[i] for i in fixed):
+                by_seed.update(zip(*cell.values("ae", metric), strict=True))
+        return by_seed
+
+    def ae_pool(self, metric: Metric, at: Sequence[Any]) -> tuple[float, float | None, int]:
+        """Mean, standard deviation and number of the AE's runs at a point (ae_runs)."""
+        return _stats(list(self.ae_runs(metric, at).values()))
+
+    def ae_constant(self, metric: Metric, along: int = 0) -> bool:
+        """Whether the AE's runs of a metric are the same across axis `along`'s values (the
+        AE's params do not move with it)."""
+        groups: dict[tuple, set] = {}
+        for cell in self.cells:
+            rest = cell.at[:along] + cell.at[along + 1 :]
+            for seed, value in zip(*cell.values("ae", metric), strict=True):
+                groups.setdefault((rest, seed), set()).add(value)
+        return bool(groups) and all(len(v) == 1 for v in groups.values())
+
+
+def _frozen(value: Any) -> Any:
+    """A params value as a dictionary key: lists (filters) as tuples."""
+    return tuple(map(_frozen, value)) if isinstance(value, list) else value
+
+
+def _stats(values: Sequence[float]) -> tuple[float, float | None, int]:
+    if not values:
+        return math.nan, None, 0
+    mean = math.fsum(values) / len(values)
+    if len(values) < 2:
+        return mean, None, 1
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return mean, sd, len(values)
+
+
+def _shown(metric: Metric, stats: tuple[float, float | None, int]) -> str:
+    mean, sd, n = stats
+    if n == 0:
+        return "—"
+    return metric.format(mean) + ("" if sd is None else f" ± {metric.format(sd)}")
+
+
+def _measured(noise: Mapping[str, Any] | None, metric: Metric) -> Mapping[str, Any] | None:
+    # a derived metric without its own entry (1 - precision) has its source's spread
+    files = (noise or {}).get("files", {}).get(FILES[0], {})
+    entry = files.get(metric.dotted("vae"))
+    if entry is None and metric.key == "generation.unlike_share":
+        entry = files.get("vae.test.generation.precision")
+    return entry
+
+
+def _axes(params: Sequence[Mapping[str, Any]]) -> tuple[Axis, ...]:
+    """The keys the points vary, grouped into keys that always move together, in their first
+    appearance's order; seed left out."""
+    keys = [k for k in dict.fromkeys(k for p in params for k in p) if k != SEED]
+    varying = [k for k in keys if len({json.dumps(p.get(k)) for p in params}) > 1]
+    axes: list[Axis] = []
+    for key in varying:
+        column = [json.dumps(p.get(key)) for p in params]
+        for i, axis in enumerate(axes):
+            if [json.dumps(p.get(axis.keys[0])) for p in params] == column:
+                axes[i] = Axis((*axis.keys, key), axis.values)
+                break
+        else:
+            values = sorted({json.dumps(p.get(key)) for p in params},
+                            key=lambda v: (not isinstance(json.loads(v), int | float),
+                                           json.loads(v) if isinstance(json.loads(v), int | float)
+                                           else 0, v))  # fmt: skip
+            axes.append(Axis((key,), tuple(_frozen(json.loads(v)) for v in values)))
+    return tuple(axes)
+
+
+def load_grid(path: Path, noise: Mapping[str, Any] | None = None, seed: Any = None) -> Grid:
+    """The results file's points with metrics, as a grid of cells over the sweep's axes; a
+    point that does not set `seed` ran at `seed` (params.yaml's)."""
     try:
         results = json.loads(path.read_text())
     except FileNotFoundError:
@@ -87,129 +195,247 @@ def load_points(path: Path) -> list[Point]:
         ) from None
     except (OSError, ValueError) as exc:
         raise ClaimsError(f"{path}: unreadable ({exc}); run the sweep again") from None
-    points = []
-    for entry in results.get("points", []):
-        params, metrics = entry.get("params", {}), flatten(entry.get("metrics") or {})
-        if not metrics:
-            continue
-        if BETA not in params or LATENT not in params:
-            raise ClaimsError(
-                f"{path}: point {entry.get('point')} does not set {BETA} and {LATENT}; "
-                "claims need a sweep over both (sweeps/claims.yaml)"
-            )
-        for model in ("ae", "vae"):
-            precision = metrics.get(f"{model}.test.generation.precision")
-            if precision is not None:
-                metrics[f"{model}.test.generation.unlike_share"] = 1.0 - precision
-        points.append(Point(float(params[BETA]), int(params[LATENT]), metrics))
+    points = [p for p in results.get("points", []) if isinstance(p, dict) and p.get("metrics")]
     if not points:
         raise ClaimsError(f"{path}: no point has metrics; run the sweep to its end")
-    return points
+    params = [p.get("params") or {} for p in points]
+    axes = _axes(params)
+    if not axes:
+        raise ClaimsError(
+            f"{path}: its points vary no params but {SEED}; the claims are read across a "
+            "sweep's axes (sweeps/claims.yaml)"
+        )
+    runs: dict[tuple, dict[Any, dict[str, float]]] = {}
+    for entry, values in zip(points, params, strict=True):
+        at = tuple(_frozen(values.get(axis.keys[0])) for axis in axes)
+        flat = {k: float(v) for k, v in flatten(entry["metrics"]).items()
+                if isinstance(v, int | float) and not isinstance(v, bool)}  # fmt: skip
+        runs.setdefault(at, {})[values.get(SEED, seed)] = catalogue.derived(flat)
+    lecture, merged = _merge_noise(runs, axes, params, noise)
+    order = [{v: k for k, v in enumerate(a.values)} for a in axes]
+    ats = sorted(runs, key=lambda at: [o[v] for o, v in zip(order, at, strict=True)])
+    return Grid(axes, tuple(Cell(at, runs[at]) for at in ats), lecture, merged)
 
 
-def tolerance(noise: Mapping[str, Any] | None, model: str, key: str) -> float:
-    """The 99% bound on the difference of two runs of one metric at the lecture's point
-    (reports/noise.json), or 0 when it was not measured."""
-    if noise is None:
-        return 0.0
-    if key == "generation.unlike_share":  # 1 - precision: precision's spread
-        key = "generation.precision"
-    entry = noise.get("files", {}).get("reports/metrics.json", {}).get(f"{model}.test.{key}")
-    return 0.0 if entry is None else float(entry["tolerance"])
+def _merge_noise(runs, axes, params, noise) -> tuple[tuple | None, int]:
+    """Add the noise file's runs to the cell whose params are the noise's (seeds the sweep
+    did not run): that cell and the number added."""
+    if not noise:
+        return None, 0
+    measured = noise.get("params", {})
+    keys = {k for p in params for k in p if k != SEED}
+    for at, by_seed in runs.items():
+        sample = next(p for p in params if tuple(_frozen(p.get(a.keys[0])) for a in axes) == at)
+        if any(measured.get(k) != sample.get(k) for k in keys):
+            continue
+        table = noise.get("files", {}).get(FILES[0], {})
+        added = 0
+        for i, run in enumerate(noise.get("runs", [])):
+            seed = run.get("seed")
+            if seed in by_seed:
+                continue
+            flat = {k: e["values"][i] for k, e in table.items() if i < len(e["values"])}
+            by_seed[seed] = catalogue.derived(flat)
+            added += 1
+        return at, added
+    return None, 0
 
 
-def noise_band(noise: Mapping[str, Any] | None, model: str, key: str) -> float | None:
-    """Half the width of one run's 99% band at the lecture's point: the tolerance (which
-    bounds the difference of two runs) over sqrt(2); None when not measured."""
-    band = tolerance(noise, model, key) / math.sqrt(2)
-    return band or None
+def _cell_text(cell: Cell | None, metric: Metric, noise) -> str:
+    if cell is None:
+        return "—"
+    text = _shown(metric, cell.stats("vae", metric))
+    verdict = cell.vae_vs_ae(metric, noise)
+    return text if verdict is None else f"{text} {MARKS.get(verdict.word, '○')}"
 
 
-def at_lecture_beta(points: Sequence[Point]) -> list[Point]:
-    """The points at the lecture's β, by latent size."""
-    return sorted((p for p in points if p.beta == LECTURE[BETA]), key=lambda p: p.latent)
+def table(grid: Grid, claim: Claim, noise: Mapping[str, Any] | None = None) -> str:
+    """The claim's metrics at every point: a row per metric and row value, a column per value
+    of the first axis, and the AE's where it does not move along that axis."""
+    cols = grid.columns
+    rows_named = [", ".join(a.name for a in grid.axes[1:])] if len(grid.axes) > 1 else []
+    head = ["metric", *rows_named, *(cols.show(v) for v in cols.values), "AE"]
+    align = ["---"] * (1 + len(rows_named)) + ["---:"] * (len(cols.values) + 1)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+    for metric in catalogue.of_claim(claim.name):
+        constant = grid.ae_constant(metric)
+        label = f"{metric.label} ({metric.better} is better)" if metric.better else metric.label
+        for row in grid.rows():
+            cells = [grid.cell((v, *row)) for v in cols.values]
+            present = [c for c in cells if c is not None]
+            if not present:
+                continue
+            first = [label, *([_row_value(grid, row)] if rows_named else [])]
+            label = ""  # once per metric
+            ae = _shown(metric, grid.ae_pool(metric, present[0].at)) if constant else "below"
+            lines.append("| " + " | ".join(
+                [*first, *(_cell_text(c, metric, noise) for c in cells), ae]) + " |")  # fmt: skip
+            if not constant:
+                ae_cells = [
+                    _shown(metric, grid.ae_pool(metric, c.at)) if c else "—" for c in cells
+                ]
+                lines.append("| " + " | ".join(
+                    ["the AE", *first[1:], *ae_cells, ""]) + " |")  # fmt: skip
+    return "\n".join(lines)
 
 
-def by_latent_size(points: Sequence[Point]) -> dict[int, list[Point]]:
-    """Each latent size's points, by β, the sizes in order."""
-    return {z: sorted((p for p in points if p.latent == z), key=lambda p: p.beta)
-            for z in sorted({p.latent for p in points})}  # fmt: skip
+def _row_value(grid: Grid, row: tuple[Any, ...]) -> str:
+    return ", ".join(f"{v:g}" if isinstance(v, int | float) else str(v) for v in row)
 
 
-def ae_value(points: Sequence[Point], key: str) -> float:
-    """The AE's value of a metric among one latent size's points (the AE does not depend on
-    β: every point restores the same one), NaN when none has it."""
-    return next((v for p in points if not math.isnan(v := p.value("ae", key))), math.nan)
+def _where(grid: Grid, cell: Cell) -> str:
+    return ", ".join(a.show(v) for a, v in zip(grid.axes, cell.at, strict=True))
 
 
-def _lecture(points: Sequence[Point]) -> Point | None:
-    return next((p for p in points if p.beta == LECTURE[BETA] and p.latent == LECTURE[LATENT]),
-                None)  # fmt: skip
+def _points(grid: Grid, cells: Sequence[Cell], most: int = 4) -> str:
+    """'β/latent size 50/8, 150/8 and 2 more'."""
+    shown = ", ".join("/".join(_row_value(grid, (v,)) for v in c.at) for c in cells[:most])
+    more = f" and {len(cells) - most} more" if len(cells) > most else ""
+    return f"{'/'.join(a.name for a in grid.axes)} {shown}{more}"
 
 
-def draw(points: Sequence[Point], noise: Mapping[str, Any] | None, out: Path) -> list[Path]:
-    """The four figures into out/; returns their paths."""
+def line(grid: Grid, claim: Claim, noise: Mapping[str, Any] | None = None) -> str:
+    """One line: the claim, and per metric at how many points it holds (the VAE's verdict
+    against the AE is the claim's), where it fails, at how many the seeds do not resolve it;
+    then the first metric's verdict at the lecture's point."""
+    parts = []
+    for metric in catalogue.of_claim(claim.name):
+        verdicts = [(c, c.vae_vs_ae(metric, noise)) for c in grid.cells]
+        verdicts = [(c, v) for c, v in verdicts if v is not None]
+        if not verdicts:
+            continue
+        holds = [c for c, v in verdicts if v.word == claim.expect]
+        fails = [c for c, v in verdicts if v.decided and v.word != claim.expect]
+        open_ = len(verdicts) - len(holds) - len(fails)
+        text = f"{metric.name} holds at {len(holds)} of {len(verdicts)} points"
+        if fails:
+            text += f", fails at {len(fails)} ({_points(grid, fails, 3)})"
+        if open_:
+            text += f", {open_} not resolved"
+        parts.append(text)
+    if claim.trend:
+        parts += [
+            t for m in catalogue.of_claim(claim.name) if (t := _trend(grid, claim, m, noise))
+        ]
+    text = f"**{claim.title}** ({claim.says}): " + "; ".join(parts) + "."
+    lecture = None if grid.lecture is None else grid.cell(grid.lecture)
+    first = catalogue.of_claim(claim.name)[0]
+    verdict = None if lecture is None else lecture.vae_vs_ae(first, noise)
+    if verdict is not None:
+        text += (
+            f" At the lecture's point ({_where(grid, lecture)}; {len(lecture.runs)} seeds) "
+            f"the VAE's {first.name} is {verdict}."
+        )
+    return text
+
+
+def _trend(grid: Grid, claim: Claim, metric: Metric, noise: Mapping[str, Any] | None) -> str:
+    """'along latent size, BCE is better at 10 of 12 steps for the VAE, 2 of 2 for the AE':
+    each point against the next along the claim's axis, every other axis fixed."""
+    i = next((i for i, a in enumerate(grid.axes) if claim.axis in a.keys), None)
+    if i is None:
+        return ""
+    axis, counts = grid.axes[i], []
+    for model in ("vae", "ae"):
+        seen, better, steps = set(), 0, 0
+        for cell in grid.cells:
+            k = axis.values.index(cell.at[i])
+            if k + 1 == len(axis.values):
+                continue
+            at = list(cell.at)
+            at[i] = axis.values[k + 1]
+            after = grid.cell(at)
+            if after is None:
+                continue
+            if model == "vae":
+                (sa, a), (sb, b) = after.values("vae", metric), cell.values("vae", metric)
+            else:
+                ra, rb = grid.ae_runs(metric, at), grid.ae_runs(metric, cell.at)
+                if (key := (tuple(ra.items()), tuple(rb.items()))) in seen:
+                    continue
+                seen.add(key)
+                (sa, a), (sb, b) = (list(ra), list(ra.values())), (list(rb), list(rb.values()))
+            if a and b:
+                verdict = judge(a, b, metric.better, _measured(noise, metric), (sa, sb),
+                                metric.log)  # fmt: skip
+                better += verdict.word == "better"
+                steps += 1
+        if steps:
+            counts.append(f"{better} of {steps} steps for the {model.upper()}")
+    if not counts:
+        return ""
+    return f"along {axis.name}, {metric.name} is better at " + ", ".join(counts)
+
+
+def reading(grid: Grid, noise: Mapping[str, Any] | None = None) -> list[tuple[Claim, str, str]]:
+    """(claim, its line, its table) for each claim of the catalogue that the grid has."""
+    found = []
+    for claim in catalogue.CLAIMS:
+        if any(c.values("vae", m)[1] for m in catalogue.of_claim(claim.name) for c in grid.cells):
+            found.append((claim, line(grid, claim, noise), table(grid, claim, noise)))
+    return found
+
+
+def draw(grid: Grid, noise: Mapping[str, Any] | None, out: Path) -> list[Path]:
+    """Each claim's figure into out/<claim>.png: a panel per metric against the claim's axis
+    (or the first), a VAE line per value of the other axes, the AE dashed; error bars are
+    the standard deviation over each point's seeds. Returns their paths."""
     from wardrobe.figures import plt  # pyplot, under figures' files-only backend
 
     out.mkdir(parents=True, exist_ok=True)
-    latents = sorted({p.latent for p in points})
-    betas = sorted({p.beta for p in points})
-    lecture = _lecture(points)
-    # the VAE at the lecture's β; the AE does not depend on β (one per latent size)
-    by_latent = at_lecture_beta(points) or sorted(
-        {p.latent: p for p in points}.values(), key=lambda p: p.latent
-    )
-    colours = {z: f"C{i % 10}" for i, z in enumerate(latents)}  # matplotlib's cycle
     written = []
-    for name, (title, panels) in BY_LATENT.items():
-        fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5),
+    for claim in catalogue.CLAIMS:
+        metrics = catalogue.of_claim(claim.name)
+        x = next((i for i, a in enumerate(grid.axes) if claim.axis in a.keys), 0)
+        axis = grid.axes[x]
+        others = [a for i, a in enumerate(grid.axes) if i != x]
+        fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4.5),
                                  layout="constrained", squeeze=False)  # fmt: skip
-        models = ("ae", "vae") if name == "reconstruction" else ("ae",)
-        for ax, (key, label) in zip(axes[0], panels, strict=True):
-            for model in models:
-                shown = model.upper() + (" (β 500)" if model == "vae" else "")
-                ax.plot([p.latent for p in by_latent], [p.value(model, key) for p in by_latent],
-                        "o-", label=shown)  # fmt: skip
-                _mark_lecture(ax, lecture, noise, model, key, LECTURE[LATENT])
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(latents, [str(z) for z in latents])
-            ax.set_xlabel("latent size")
-            ax.set_ylabel(label)
-            ax.legend(fontsize=8)
-        fig.suptitle(title)
-        written.append(_save(fig, out / f"{name}.png"))
-    for name, (title, panels) in BY_BETA.items():
-        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5),
-                                 layout="constrained", squeeze=False)  # fmt: skip
-        for ax, (key, label) in zip(axes[0], panels, strict=True):
-            for latent, rows in by_latent_size(points).items():
-                ax.plot([p.beta for p in rows], [p.value("vae", key) for p in rows], "o-",
-                        color=colours[latent], label=f"VAE, latent {latent}")  # fmt: skip
-                ae = ae_value(rows, key)
-                if not math.isnan(ae):
-                    ax.axhline(ae, color=colours[latent], linestyle="--", linewidth=1,
-                               label=f"AE, latent {latent}")  # fmt: skip
-            _mark_lecture(ax, lecture, noise, "vae", key, LECTURE[BETA])
-            if key in LOG_Y:
+        for ax, metric in zip(axes[0], metrics, strict=True):
+            ae_once = grid.ae_constant(metric, along=1 if x == 0 and others else 0)
+            for j, rest in enumerate(itertools.product(*(a.values for a in others))):
+                colour = f"C{j % 10}"
+                label = ", ".join(a.show(v) for a, v in zip(others, rest, strict=True))
+                for model, style in (("vae", "o-"), ("ae", "s--")):
+                    if model == "ae" and ae_once and j > 0:
+                        continue
+                    xs, ys, es = [], [], []
+                    for value in axis.values:
+                        at = list(rest)
+                        at.insert(x, value)
+                        cell = grid.cell(at)
+                        if cell is None:
+                            continue
+                        mean, sd, n = (cell.stats(model, metric) if model == "vae"
+                                       else grid.ae_pool(metric, cell.at))  # fmt: skip
+                        if n:
+                            xs.append(value)
+                            ys.append(mean)
+                            es.append(sd or 0.0)
+                    if not xs:
+                        continue
+                    name = model.upper() + (f", {label}" if label and not (
+                        model == "ae" and ae_once) else "")  # fmt: skip
+                    ax.errorbar(xs, ys, yerr=es, fmt=style, capsize=3, label=name,
+                                color="0.35" if model == "ae" and ae_once else colour,
+                                linewidth=1 if model == "ae" else 1.5)  # fmt: skip
+            _scale(ax, axis)
+            if metric.log:
                 ax.set_yscale("log")
-            ax.set_xscale("log")
-            ax.set_xticks(betas, [f"{b:g}" for b in betas])
-            ax.set_xlabel("β (weight of the reconstruction term)")
-            ax.set_ylabel(label)
+            ax.set_ylabel(metric.title(), fontsize=8)
         axes[0][0].legend(fontsize=7)
-        fig.suptitle(title)
-        written.append(_save(fig, out / f"{name}.png"))
+        fig.suptitle(f"{claim.title}: {claim.says}", fontsize=9)
+        written.append(_save(fig, out / f"{claim.name}.png"))
     return written
 
 
-def _mark_lecture(ax, lecture: Point | None, noise, model: str, key: str, x: float) -> None:
-    if lecture is None:
-        return
-    band = noise_band(noise, model, key)
-    yerr = None if band is None else [[band], [band]]
-    label = "the lecture's point (99% noise band)" if model == "vae" else None
-    ax.errorbar([x], [lecture.value(model, key)], yerr=yerr, fmt="*", color="red",
-                markersize=11, capsize=5, zorder=5, label=label)  # fmt: skip
+def _scale(ax, axis: Axis) -> None:
+    numeric = all(isinstance(v, int | float) for v in axis.values)
+    if numeric and min(axis.values) > 0 and max(axis.values) / min(axis.values) >= 10:
+        ax.set_xscale("log")
+        ax.set_xticks(axis.values, [f"{v:g}" for v in axis.values])
+        ax.minorticks_off()
+    ax.set_xlabel(axis.name)
 
 
 def _save(fig, path: Path) -> Path:
@@ -220,131 +446,19 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _series(pairs: Sequence[tuple[float, float]], fmt: str, at: str = "") -> str:
-    """'0.253 at 2, 0.214 at 8': values at their axis' points."""
-    return ", ".join(f"{value:{fmt}} at {at}{x:g}" for x, value in pairs)
-
-
-def _steps(pairs: Sequence[tuple[float, float]], tol: float, at: str = "") -> str:
-    """How a curve moves from point to point, a step within tol counting as no move; runs
-    of steps that move the same way are told as one ("is flat from β 50 to β 1500, rises
-    from β 1500 to β 5000")."""
-    runs: list[list] = []  # [word, from, to]
-    for (x0, v0), (x1, v1) in itertools.pairwise(pairs):
-        word = "falls" if v1 < v0 - tol else "rises" if v1 > v0 + tol else "is flat"
-        if runs and runs[-1][0] == word:
-            runs[-1][2] = x1
-        else:
-            runs.append([word, x0, x1])
-    if not runs:
-        return "one point"
-    if len(runs) == 1:
-        return f"{runs[0][0]} at every step"
-    return ", ".join(f"{w} from {at}{a:g} to {at}{b:g}" for w, a, b in runs)
-
-
-def _where(
-    xs: Sequence[float], signs: Sequence[int], words: tuple[str, str], margin: float, at: str = ""
-) -> str:
-    """Where a curve is above (+1), within the noise of (0) and below (-1) a reference, in
-    words: words are what above and below mean ("above the AE's", "below the AE's")."""
-    parts = []
-    for sign, word in ((1, words[0]), (0, f"within the noise (±{margin:.3g})"), (-1, words[1])):
-        hit = [f"{at}{x:g}" for x, v in zip(xs, signs, strict=True) if v == sign]
-        if hit:
-            parts.append(f"{word} at {', '.join(hit)}")
-    return "; ".join(parts)
-
-
-def _beyond(a: float, b: float, margin: float) -> int:
-    """+1 when a is above b by more than margin, -1 when below, 0 when within it."""
-    return 1 if a > b + margin else -1 if a < b - margin else 0
-
-
-def reading(points: Sequence[Point], noise: Mapping[str, Any] | None = None) -> str:
-    """Where each claim holds and where it fails, with numbers, in Markdown. A difference
-    counts when it is beyond the noise measured at the lecture's point (noise.json's
-    tolerances: the 99% bound on two runs' difference, for two models the root mean square
-    of theirs); without noise, every difference counts."""
-
-    def margin(key: str, *models: str) -> float:
-        tols = [tolerance(noise, m, key) for m in (models * 2)[:2]]
-        return math.sqrt((tols[0] ** 2 + tols[1] ** 2) / 2)
-
-    at_500 = at_lecture_beta(points)
-    lines = []
-    if at_500:
-        zs = [p.latent for p in at_500]
-
-        def curve(model: str, key: str) -> list[tuple[float, float]]:
-            return [(p.latent, p.value(model, key)) for p in at_500]
-
-        def ae_vs_vae(key: str, words: tuple[str, str]) -> str:
-            m = margin(key, "ae", "vae")
-            signs = [_beyond(p.value("ae", key), p.value("vae", key), m) for p in at_500]
-            return _where(zs, signs, words, m)
-
-        worse = ("worse than the VAE's", "better than the VAE's")  # a BCE above is worse
-        bce, gain = ({m: curve(m, k) for m in ("ae", "vae")} for k in ("bce", "bce_gain"))
-        lines.append(
-            "- **Claim 1** (a larger latent space reconstructs better, and the AE better than "
-            f"the VAE): the AE's test BCE {_series(bce['ae'], '.4f')} "
-            f"({_steps(bce['ae'], margin('bce', 'ae'))}), closing "
-            f"{_series(gain['ae'], '.1%')} of the gap from the mean image to a perfect one; "
-            f"the VAE's at β 500 {_series(bce['vae'], '.4f')} "
-            f"({_steps(bce['vae'], margin('bce', 'vae'))}), closing "
-            f"{_series(gain['vae'], '.1%')}. The AE's BCE is {ae_vs_vae('bce', worse)}."
-        )
-        far, unlike = "generation.latent_far_share", "generation.unlike_share"
-        above = ("above the VAE's", "below the VAE's")
-        lines.append(
-            "- **Claim 2** (the AE's latent space has gaps, so uniform draws often decode to "
-            "poor images): the AE's uniform draws far from every test embedding "
-            f"{_series(curve('ae', far), '.1%')} ({_steps(curve('ae', far), margin(far, 'ae'))})"
-            f" against the VAE's {_series(curve('vae', far), '.1%')} at β 500: "
-            f"{ae_vs_vae(far, above)}. The AE's samples unlike every test image "
-            f"{_series(curve('ae', unlike), '.1%')} against the VAE's "
-            f"{_series(curve('vae', unlike), '.1%')}: {ae_vs_vae(unlike, above)}."
-        )
-    for z, ps in by_latent_size(points).items():
-
-        def against_ae(key: str, ps: Sequence[Point] = ps) -> str:
-            values = [(p.beta, p.value("vae", key)) for p in ps]
-            ae, m = ae_value(ps, key), margin(key, "vae", "ae")
-            signs = [_beyond(v, ae, m) for _, v in values]
-            where = _where([b for b, _ in values], signs, ("above the AE's", "below the AE's"),
-                           m, "β ")  # fmt: skip
-            return f"{_series(values, '.3g', 'β ')} against the AE's {ae:.3g}: {where}"
-
-        kl = "latent.kl_from_standard_normal"
-        kls = [(p.beta, p.value("vae", kl)) for p in ps]
-        lines.append(
-            f"- **Claim 3 at latent size {z}** (the KL term keeps the VAE's codes near N(0, I), "
-            "so that its samples cover the data and favour no class): the KL of its codes' "
-            f"fitted Gaussian from N(0, I) {against_ae(kl)} (as β grows, it "
-            f"{_steps(kls, margin(kl, 'vae'), 'β ')}); coverage "
-            f"{against_ae('generation.coverage')}; recall {against_ae('generation.recall')}; "
-            f"the top class's share of the samples {against_ae('generation.top_class_share')} "
-            "(even: 10%)."
-        )
-        lines.append(
-            f"- **Generation at latent size {z}**: Frechet distance "
-            f"{against_ae('generation.frechet_distance')}; KID {against_ae('generation.kid')}."
-        )
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, help="reports/sweeps/<name>.json (make sweep)")
     parser.add_argument("--out", type=Path, default=Path("docs/figures/claims"))
     parser.add_argument("--noise", type=Path, default=Path("reports/noise.json"))
     args = parser.parse_args(argv)
-    points = load_points(args.results)
     noise = read_noise(args.noise)
-    for path in draw(points, noise, args.out):
+    grid = load_grid(args.results, noise)
+    for path in draw(grid, noise, args.out):
         print(f"claims: {path} written")
-    print(reading(points, noise))
+    for _, text, rows in reading(grid, noise):
+        print(f"{text}\n\n{rows}\n")
+    print(LEGEND)
 
 
 if __name__ == "__main__":

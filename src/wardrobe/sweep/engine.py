@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from wardrobe import catalogue
 from wardrobe.errors import WardrobeError
 from wardrobe.fsio import write_json, write_secret
 from wardrobe.gitstate import PIPELINE, changed, git, head
@@ -46,14 +47,7 @@ RESULTS = Path("reports/sweeps")  # <sweep name>.json: every point's params and 
 MAX_RETRIES = 3  # attempts after a node dies under a trial
 HEAD_TIMEOUT_S = 5  # to reach the Ray head's port before ray.init
 # The metrics the summary table shows, as dotted keys of metrics.json.
-HEADLINE = (
-    "ae.test.bce",
-    "vae.test.bce",
-    "ae.test.generation.frechet_distance",
-    "vae.test.generation.frechet_distance",
-    "vae.test.generation.coverage",
-    "vae.test.latent.kl_from_standard_normal",
-)
+HEADLINE = tuple(catalogue.headline())
 
 
 class SweepRunError(WardrobeError):
