@@ -13,6 +13,7 @@ ACTIONLINT_DIR := tools/actionlint
 WEB_ASSETS := tools/web-assets
 UI_PORT ?= 5000
 SERVE_PORT ?= 5001
+EXPLORE_PORT ?= 5002
 MODEL ?= vae
 SWEEP ?= sweeps/quick.yaml
 # DVC, Great Expectations, Ray and MLflow send no telemetry; stage scripts find `python` in
@@ -41,7 +42,7 @@ test system-test: SYSTEM_PACKAGES += docker.io=dockerd debootstrap=debootstrap
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system system-test web-assets setup-gpu tools repro results ui test test-fast bench \
-	lint format lock clean stack stack-down queue push pull noise compare promote serve
+	lint format lock clean stack stack-down queue push pull noise compare promote serve explore
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -120,6 +121,9 @@ promote: $(VENV)/.installed ## Register the committed workspace's decoders as ca
 
 serve: $(VENV)/.installed ## Serve wardrobe-$(MODEL)-decoder@champion over REST on 127.0.0.1:$(SERVE_PORT) (MODEL=ae|vae)
 	$(BIN)/python -m wardrobe.serve --model $(MODEL) --port $(SERVE_PORT)
+
+explore: $(VENV)/.installed ## Serve the wardrobe page on 127.0.0.1:$(EXPLORE_PORT): the workspace's decoders (stage explore), or the registry's champions (MODEL=champion)
+	$(BIN)/python -m wardrobe.explore --port $(EXPLORE_PORT) $(if $(filter champion,$(MODEL)),--model champion)
 
 ui: $(VENV)/.installed ## Serve the MLflow UI over the project's mlflow.db on 127.0.0.1:$(UI_PORT)
 	$(BIN)/python -m wardrobe.ui --port $(UI_PORT)

@@ -45,13 +45,14 @@ REAL_MIRROR = Path("/usr/share/datasets/fashion-mnist")
 PER_WORKER = {"real_mirror"}
 
 # The stages of a whole pipeline run, in the order `dvc repro` runs them; those an edit of
-# evaluate.* runs (the evaluations and what follows them); those an edit of vae.* runs.
+# evaluate.* runs (the evaluations and what follows them, but the page's data, which reads
+# the models alone); those an edit of vae.* runs.
 PIPELINE = [
     "fetch", "preprocess", "validate", "train_ae", "train_vae", "train_classifier",
-    "reference", "evaluate@ae", "evaluate@vae", "collect", "plots@ae", "plots@vae",
+    "reference", "evaluate@ae", "evaluate@vae", "collect", "plots@ae", "plots@vae", "explore",
 ]  # fmt: skip
-EVALUATION_STAGES = PIPELINE[PIPELINE.index("reference") :]
-VAE_STAGES = ["train_vae", "evaluate@vae", "collect", "plots@vae"]
+EVALUATION_STAGES = PIPELINE[PIPELINE.index("reference") : PIPELINE.index("explore")]
+VAE_STAGES = ["train_vae", "evaluate@vae", "collect", "plots@vae", "explore"]
 
 QUICK = {"epochs": 2, "batch_size": 50}  # a training section of the tiny project
 QUICK_RUN = {  # a whole pipeline run on the real data in a few minutes
@@ -625,3 +626,35 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     finally:
         started.run("down")  # whatever a failure above left running
         shutil.rmtree(state, ignore_errors=True)
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's) driven by Selenium, with no background requests."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.fail(
+            "chromium and chromium-driver are missing: apt-get install chromium chromium-driver"
+            " (`make test` does, as root)"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1600,1000",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+    ):
+        options.add_argument(flag)  # fmt: skip
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for tests
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()

@@ -31,9 +31,6 @@ from conftest import (
 )
 from wardrobe.params import load
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-
-
 # --- the MLflow UI --------------------------------------------------------------------------
 
 
@@ -157,34 +154,6 @@ def test_the_ui_answers_only_its_own_names_and_sends_no_telemetry(ui):
         assert telemetry_of(process.pid) == NO_TELEMETRY
     with urllib.request.urlopen(f"{ui}/ajax-api/3.0/mlflow/ui-telemetry", timeout=30) as answer:
         assert json.loads(answer.read())["disable_ui_telemetry"] is True
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium (Debian's) driven by Selenium, with no background requests."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail(
-            "chromium and chromium-driver are missing: apt-get install chromium chromium-driver"
-            " (`make test` does, as root)"
-        )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=1600,1000",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--no-first-run",
-    ):
-        options.add_argument(flag)  # fmt: skip
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    yield driver
-    driver.quit()
 
 
 @pytest.mark.slow

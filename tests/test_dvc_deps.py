@@ -91,6 +91,7 @@ def test_every_stage_lists_exactly_the_code_it_imports(resolved):
     assert set(resolved) == {
         "fetch", "preprocess", "validate", "train_ae", "train_vae", "train_classifier",
         "reference", "evaluate@ae", "evaluate@vae", "collect", "plots@ae", "plots@vae",
+        "explore",
     }  # fmt: skip
     assert mismatches(ROOT, resolved) == []
 
@@ -112,6 +113,7 @@ def test_stages_import_only_their_own_model_and_download_code(resolved):
             "evaluate@vae",
             "plots@ae",
             "plots@vae",
+            "explore",
         },
         "models/classifier.py": {"train_classifier", "reference", "evaluate@ae", "evaluate@vae"},
         "checks/suites.py": {"validate"},

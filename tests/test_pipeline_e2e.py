@@ -149,13 +149,13 @@ def test_quick_pipeline_runs_every_stage_and_reruns_only_what_changed(retrained_
     assert ran_stages(refetched.stdout) == ["fetch"]  # the same data: nothing after it
 
     # The VAE's module is every stage's that loads a saved model (trained.py registers its
-    # classes for loading), so the reference and the AE's evaluation re-run too.
+    # classes for loading), so the reference, the AE's evaluation and the page's data re-run.
     append_comment(repo / "src" / "wardrobe" / "models" / "vae.py")
-    assert out_of_date(repo) == {"train_vae", *EVALUATION_STAGES} - {"collect"}
+    assert out_of_date(repo) == {"train_vae", *EVALUATION_STAGES, "explore"} - {"collect"}
     edit_params(repo, "vae", beta=1000)
     second = dvc(repo, "repro")
     assert second.returncode == 0, second.stderr
-    assert ran_stages(second.stdout) == ["train_vae", *EVALUATION_STAGES]
+    assert ran_stages(second.stdout) == ["train_vae", *EVALUATION_STAGES, "explore"]
 
     client = client_for(repo)
     experiment = client.get_experiment_by_name("wardrobe").experiment_id

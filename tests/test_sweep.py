@@ -169,7 +169,7 @@ def test_a_point_waits_for_the_earlier_points_that_first_compute_its_stages(tmp_
 
 
 POINTS = ("t-beta7", "t-beta3000", "t-beta50")
-VAE_ONLY = ("train_vae", "evaluate@vae", "collect", "plots@vae")
+VAE_ONLY = ("train_vae", "evaluate@vae", "collect", "plots@vae", "explore")
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,10 @@ For each model (AE, VAE):
 2. register the decoder that models/<model>/run.json names (the logged model of its training
    run) as a version of `wardrobe-<model>-decoder`, tagged with the git commit, dvc.lock's hash
    of models/<model> and the evaluation run, unless a version of that hash exists: the same
-   model is registered once, however often it is promoted. Two promotions at once may both
-   create one; each then keeps the lowest-numbered version of the hash and deletes the rest;
+   model is registered once, however often it is promoted. Its ONNX decoder and the wardrobe
+   page's data (stage explore) are logged to its training run, under explore/. Two
+   promotions at once may both create one; each then keeps the lowest-numbered version of the
+   hash and deletes the rest;
 3. move `candidate` to that version;
 4. compare its gate metrics (the catalogue's, gate_metrics) with the champion's, both read
    from their evaluation runs, by noise.judge against each metric's tolerance in
@@ -53,12 +55,15 @@ def gate_metrics() -> dict[str, str]:
 
 # What must be as committed: the models are then the ones the commit's dvc.lock describes.
 COMMITTED = ("dvc.lock", "params.yaml", "dvc.yaml", "pipeline", "src")
-STAGES = ("train_ae", "train_vae", "train_classifier", "reference", "evaluate", "collect")
+STAGES = (
+    "train_ae", "train_vae", "train_classifier", "reference", "evaluate", "collect", "explore",
+)  # fmt: skip
 NOISE = Path("reports/noise.json")
+EXPLORE = Path("reports/explore")  # stage explore: the decoders as ONNX, for the wardrobe page
 RUNS = Path("reports/evaluation_runs.json")
 # Version tags
-COMMIT_TAG, HASH_TAG, EVAL_TAG, TRAINING_TAG = (
-    "git_commit", "dvc_models_md5", "evaluation_run", "training_run",
+COMMIT_TAG, HASH_TAG, EVAL_TAG, TRAINING_TAG, EXPLORE_TAG = (
+    "git_commit", "dvc_models_md5", "evaluation_run", "training_run", "explore_artifacts",
 )  # fmt: skip
 
 
@@ -207,6 +212,18 @@ def register(client: Any, model: str, record: Mapping[str, Any], tags: Mapping[s
     return _version_with_hash(client, name, tags[HASH_TAG])
 
 
+def log_explore(client: Any, root: Path, model: str, version: Any) -> None:
+    """Log the version's ONNX decoder and the wardrobe page's data (stage explore) to its
+    training run, under explore/, and tag the version with where (make explore
+    MODEL=champion reads them)."""
+    files = [root / EXPLORE / f"{model}{suffix}" for suffix in (".onnx", ".json")]
+    for file in files:
+        if not file.is_file():
+            raise PromotionError(f"{file}: not found; run `dvc repro explore`, commit dvc.lock")
+        client.log_artifact(version.run_id, str(file), "explore")
+    client.set_model_version_tag(version.name, version.version, EXPLORE_TAG, "explore")
+
+
 def alias_version(client: Any, name: str, alias: str) -> Any | None:
     """The version `name@alias` names, or None when the alias (or the model) does not exist."""
     from mlflow.exceptions import MlflowException
@@ -241,6 +258,8 @@ def promote_model(
         TRAINING_TAG: str(record["run_id"]),
     }
     version = register(client, model, record, tags)
+    if EXPLORE_TAG not in version.tags:
+        log_explore(client, root, model, version)
     client.set_registered_model_alias(name, CANDIDATE, version.version)
     champion = alias_version(client, name, CHAMPION)
     candidate_metrics = client.get_run(version.tags[EVAL_TAG]).data.metrics

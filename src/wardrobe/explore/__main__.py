@@ -1,0 +1,3 @@
+from wardrobe.explore.server import main
+
+main()
