@@ -145,6 +145,7 @@ def hover(browser, model: str, z: list[float]) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
 
     plane = browser.find_element("css selector", f"#{model} .plane")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", plane)
     x, y = browser.execute_script("return window.explore.toScreen(arguments[0], arguments[1])",
                                   model, z)  # fmt: skip
     before = browser.execute_script("return window.explore.pointed")
@@ -258,3 +259,67 @@ def test_a_taken_port_or_missing_data_is_one_line(garments, page, tmp_path):
     assert champion.wait(timeout=120) == 1
     lines = champion.stderr.read().strip().splitlines()
     assert len(lines) == 1 and "has no wardrobe-ae-decoder@champion; promote" in lines[0]
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """The tiny project (synthetic images) with both models at latent size 4, and stage
+    explore's data of them."""
+    from wardrobe.explore.data import export
+    from wardrobe.params import load
+
+    project = tmp_path_factory.mktemp("wide")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        enter_tiny_project(project, monkeypatch)
+        write_params(project, project / "params.yaml", ae={"latent_dim": 4},
+                     vae={"latent_dim": 4}, plots={"scatter_points": 100})  # fmt: skip
+        for model in ("ae", "vae"):
+            train(project, model)
+        export(load(project / "params.yaml").plots, project / "models", project / "data",
+               project / "reports/explore")  # fmt: skip
+        yield project
+
+
+def test_a_latent_size_above_two_shows_two_chosen_dimensions_and_sliders(wide, browser):
+    """At latent size 4 each plane shows the two dimensions its selectors choose, and a
+    slider sets each of the other two; the garment is the decoder's at the whole vector."""
+    from selenium.webdriver.support.select import Select
+
+    port = free_port()
+    server = start(wide, port)
+    try:
+        wait_for(server, port)
+        browser.get(f"http://127.0.0.1:{port}/")
+        assert browser.execute_async_script(
+            "const done = arguments[arguments.length - 1]; window.explore.ready.then(done);"
+        )
+        for model in ("ae", "vae"):
+            sliders = browser.find_elements("css selector", f"#{model} .sliders input")
+            assert [s.get_attribute("data-dim") for s in sliders] == ["2", "3"]
+            Select(browser.find_element("css selector", f"#{model} select.dim1")).select_by_value(
+                "3"
+            )
+            sliders = browser.find_elements("css selector", f"#{model} .sliders input")
+            assert [s.get_attribute("data-dim") for s in sliders] == ["1", "2"]
+            # a slider moved: the garment at the pointer is decoded at the new whole vector
+            browser.execute_script(
+                "const s = arguments[0]; s.value = s.max; s.dispatchEvent(new Event('input'));",
+                sliders[0],
+            )  # fmt: skip
+            mean = json.loads((wide / "reports/explore" / f"{model}.json").read_text())["mean"]
+            hover(browser, model, [mean[0], mean[3]])
+            rest = browser.execute_script("return window.explore.models[arguments[0]].rest",
+                                          model)  # fmt: skip
+            z = [0.0] * 4
+            z[0], z[3] = browser.execute_script("return window.explore.pointer")
+            z[1], z[2] = rest[1], rest[2]
+            assert z[1] == pytest.approx(float(sliders[0].get_attribute("max")))
+            shown = np.array(browser.execute_script(
+                "return Array.from(window.explore.decoded[arguments[0]])", model))  # fmt: skip
+            expected = keras_decoder(wide, model).predict(
+                np.array([z], np.float32), verbose=0).reshape(-1)  # fmt: skip
+            assert np.abs(shown - expected).max() < 1e-4, model
+        assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

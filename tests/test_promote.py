@@ -90,7 +90,7 @@ def promoted(retrained, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_two_promotions_at_once_register_one_version_and_one_champion(promoted):
+def test_two_promotions_at_once_register_one_version_and_one_champion(promoted, tmp_path):
     for model in ("ae", "vae"):
         versions, aliases = registry(promoted, model)
         assert versions == ["1"] and aliases == {"candidate": "1", "champion": "1"}, model
@@ -102,6 +102,15 @@ def test_two_promotions_at_once_register_one_version_and_one_champion(promoted):
         assert version.tags["dvc_models_md5"] in lock
         runs = json.loads((promoted / "reports" / "evaluation_runs.json").read_text())
         assert version.tags["evaluation_run"] == runs[model]["run_id"]
+        # the wardrobe page's ONNX decoder and data, logged with the version
+        assert version.tags["explore_artifacts"] == "explore"
+        (tmp_path / model).mkdir()
+        logged = client_for(promoted).download_artifacts(
+            version.run_id, "explore", str(tmp_path / model)
+        )
+        for suffix in (".onnx", ".json"):
+            made = promoted / "reports" / "explore" / f"{model}{suffix}"
+            assert (Path(logged) / f"{model}{suffix}").read_bytes() == made.read_bytes()
     again = promote(promoted)
     assert "version 1 is the champion already" in line_of(again, "ae")
     assert registry(promoted, "ae")[0] == ["1"] and registry(promoted, "vae")[0] == ["1"]
@@ -406,3 +415,31 @@ def test_serve_without_a_champion_is_one_line(tmp_path):
         result.stderr.strip().splitlines()[-1].startswith("serve: error: sqlite:///")
         and "has no wardrobe-ae-decoder@champion; promote a model first" in result.stderr
     )
+
+
+@pytest.mark.slow
+def test_make_explore_model_champion_serves_the_champions_onnx_decoders(promoted):
+    """`make explore MODEL=champion` downloads each champion's logged ONNX decoder and page
+    data from the store, and serves them, each marked with its registered version."""
+    from conftest import ask, free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "wardrobe.explore", "--port", str(port), "--model", "champion"],
+        cwd=promoted, env=repo_env(promoted), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        line = server.stdout.readline()
+        assert line.strip() == f"explore: http://127.0.0.1:{port}/ (the registry's champions)", (
+            line + server.stderr.read()
+        )
+        for model in ("ae", "vae"):
+            champion = registry(promoted, model)[1]["champion"]
+            status, body = ask(port, "GET", f"/data/{model}.json", f"127.0.0.1:{port}")
+            assert status == 200 and json.loads(body)["version"] == champion
+            status, body = ask(port, "GET", f"/data/{model}.onnx", f"127.0.0.1:{port}")
+            assert status == 200 and body.startswith(b"\x08")  # an ONNX ModelProto
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
