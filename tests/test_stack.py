@@ -671,6 +671,9 @@ def test_wrong_or_missing_s3_keys_are_one_line(stack, tmp_path):
         cause = f"refused the S3 keys ({code})" if code else "has no S3 keys"
         assert only_line(pulled) == f"remote: error: {remote} {cause}; {fix}"
         print(f"{code or 'no keys'}: {seconds:.1f} s")
+        # docs/operations.md: the refusal comes at once (`dvc push` alone retries for two
+        # minutes); the process's start (DVC's imports) is most of these seconds.
+        assert seconds < 20, f"{code}: {seconds:.1f} s"
     assert work_tree() == files  # nothing was pulled
     checked = wardrobe_remote(clone, "check", env=keys)
     assert checked.returncode == 0, checked.stderr
@@ -699,7 +702,11 @@ def test_s3_stopped_during_a_push_is_one_line_and_a_rerun_sends_the_rest(stack, 
         os.killpg(int((stack.state / "weed.pid").read_text()), signal.SIGKILL)
         start = time.perf_counter()
         _, stderr = push.communicate(timeout=300)
-        print(f"the push stopped {time.perf_counter() - start:.1f} s after the store")
+        seconds = time.perf_counter() - start
+        print(f"the push stopped {seconds:.1f} s after the store")
+        # docs/operations.md promises 20 s on a quiet machine (DVC alone waits a minute or
+        # more); 60 s allows a loaded one and still tells the two apart.
+        assert seconds < 60, f"{seconds:.1f} s"
         assert push.returncode == 1, stderr
         line = only_line(subprocess.CompletedProcess([], 1, "", stderr))
         endpoint = stack.client_env["AWS_ENDPOINT_URL"]

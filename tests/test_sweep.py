@@ -208,6 +208,21 @@ def test_a_local_sweep_runs_its_points_at_once_and_keeps_every_one(swept):
     assert max(second["started"], third["started"]) < min(second["ended"], third["ended"]), (
         "the last two trials did not run at the same time"
     )
+    # ... and so did their trainings, by the MLflow runs' own times (a trial's stamps span
+    # its clone and push, which serialised `dvc exp run`s would still overlap)
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("wardrobe").experiment_id
+    a, b = (
+        client.search_runs(
+            [experiment], f"tags.dvc_exp_name = '{p}' and attributes.run_name = 'vae'"
+        )[0].info
+        for p in POINTS[1:]
+    )
+    assert a.start_time < b.end_time and b.start_time < a.end_time, (
+        "the last two points' VAE trainings did not overlap"
+    )
     assert "train_ae" in first["ran"] and "train_vae" in first["ran"]
     for later in (second, third):
         assert "train_vae" in later["ran"] and "train_ae" not in later["ran"], later["ran"]
@@ -276,12 +291,14 @@ def test_the_same_sweep_again_runs_nothing(swept):
 
 
 @pytest.mark.slow
-def test_a_failing_point_is_one_line_while_the_others_finish(swept):
+def test_a_failing_point_is_one_line_while_the_others_finish(swept, tmp_path):
     """A point whose trial fails (its classifier is below the gate the point sets) is reported
     with its stage's one-line error; the other point finishes and keeps its experiment, and the
-    sweep exits 1 naming the point that failed."""
+    sweep exits 1 naming the point that failed. In a copy of the swept project: the commit and
+    the experiments it adds stay out of the project the other tests read."""
     repo, first = swept
     assert first.returncode == 0
+    repo = Path(shutil.copytree(repo, tmp_path / "repo", symlinks=True))
     path = write_sweep(repo, "name: f\ngrid:\n  classifier.min_accuracy: [1.0, 0.0]\n")
     commit(repo, "a sweep with a point the classifier's gate refuses", "sweeps/s.yaml")
     bad, good = (p.name for p in spec.load(path, repo / "params.yaml").points)

@@ -274,12 +274,17 @@ def test_training_refuses_a_malformed_checks_summary(tmp_path, summary, message)
 
 
 def test_unreachable_tracking_server_fails_fast_naming_the_uri(project, closed_port_url):
+    start = time.perf_counter()
     result = run_script(
         project, "train_ae", *TRAIN_ARGS, "--out", "models/ae",
         env={"MLFLOW_TRACKING_URI": closed_port_url},
     )  # fmt: skip
+    seconds = time.perf_counter() - start
     assert_one_line_error(result, "train_ae", f"MLflow tracking server {closed_port_url}")
     assert not (project / "models").exists()
+    # docs/tracking.md promises about 10 s (the TensorFlow import included); MLflow's own
+    # retries take minutes. 40 s allows the suite's other worker training on the second core.
+    assert seconds < 40, f"{seconds:.1f} s"
 
 
 def test_silent_tracking_server_times_out():
