@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import http.server
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -85,6 +86,7 @@ def champion_data(out: Path) -> Path:
     from wardrobe.promote import CHAMPION, EXPLORE_TAG, alias_version, registered_name
     from wardrobe.tracking.store import check_store, store_errors
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line, or none
     uri = check_store()
     client = mlflow.MlflowClient(tracking_uri=uri)
     for model in MODELS:
@@ -105,15 +107,13 @@ def champion_data(out: Path) -> Path:
         with store_errors(uri, f"could not download {name} version {champion.version}'s "
                           "ONNX decoder"):  # fmt: skip
             for suffix in (".json", ".onnx"):
-                mlflow.artifacts.download_artifacts(
+                local = mlflow.artifacts.download_artifacts(
                     run_id=champion.run_id, artifact_path=f"{where}/{model}{suffix}",
-                    dst_path=str(out), tracking_uri=uri,
+                    dst_path=str(out / "download"), tracking_uri=uri,
                 )  # fmt: skip
-        downloaded = out / where
-        for suffix in (".json", ".onnx"):
-            (downloaded / f"{model}{suffix}").replace(out / f"{model}{suffix}")
+                Path(local).replace(out / f"{model}{suffix}")
         meta = json.loads((out / f"{model}.json").read_text())
-        meta["version"] = champion.version
+        meta["version"] = str(champion.version)
         (out / f"{model}.json").write_text(json.dumps(meta, separators=(",", ":")))
     return out
 
@@ -209,14 +209,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                 data = args.data or project_root() / DATA
                 shown = str(args.data or DATA)
             table = routes(data)
-            server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port),
-                                                     handler(table, args.port))  # fmt: skip
+            try:
+                server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port),
+                                                         handler(table, args.port))  # fmt: skip
+            except OSError as exc:  # taken since the check
+                raise ExploreError(
+                    f"port {args.port} on 127.0.0.1 cannot be bound ({exc}); set EXPLORE_PORT "
+                    "to a free port"
+                ) from None
         except WardrobeError as exc:
             print(f"explore: error: {exc}", file=sys.stderr)
-            sys.exit(1)
-        except OSError as exc:
-            print(f"explore: error: port {args.port} on 127.0.0.1 cannot be bound ({exc}); "
-                  "set EXPLORE_PORT to a free port", file=sys.stderr)  # fmt: skip
             sys.exit(1)
         server.daemon_threads = True
         print(f"explore: http://127.0.0.1:{args.port}/ ({shown})", flush=True)
