@@ -428,6 +428,49 @@ def test_a_tied_command_ends_with_all_it_started_when_its_starter_dies():
             os.kill(stage, signal.SIGKILL)
 
 
+WRITER = """
+import os, sys
+from wardrobe import processes
+processes.handle_interrupts()
+open(sys.argv[1] + ".up", "w").close()
+try:
+    while True:  # a training's progress lines
+        print("x" * 100, flush=True)
+except BaseException as exc:
+    with open(sys.argv[1], "w") as fh:
+        fh.write(type(exc).__name__)
+"""
+TRIAL_STARTER = """
+import sys
+from pathlib import Path
+from wardrobe.sweep.trial import _run
+_run([sys.executable, "-c", *sys.argv[1:]], Path.cwd(), {**__import__("os").environ}, "w")
+"""
+
+
+def test_a_trials_command_that_loses_its_starter_is_interrupted_not_broken(tmp_path):
+    """A dead node's trial: its Ray worker, which reads the command's output, dies while the
+    stage prints progress. The stage must see the group's SIGTERM (and end its run KILLED),
+    not a BrokenPipeError first (which ends it FAILED): through a pipe, that race went to the
+    pipe in 2 of 5 tries; 8 tries."""
+    for attempt in range(8):
+        seen = tmp_path / f"seen-{attempt}"
+        starter = subprocess.Popen(
+            [sys.executable, "-c", TRIAL_STARTER, WRITER, str(seen)], env=stage_env({}),
+            cwd=tmp_path, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + EXIT_WITHIN_S
+        while not Path(f"{seen}.up").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # printing
+        starter.kill()
+        starter.wait()
+        while not seen.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert seen.exists(), f"try {attempt}: the writer did not end within {EXIT_WITHIN_S} s"
+        assert seen.read_text() == "KeyboardInterrupt", f"try {attempt}: {seen.read_text()}"
+
+
 def test_a_tied_command_gives_its_exit_status_and_its_output():
     done = subprocess.run(
         [sys.executable, "-c", STARTER, "print('out'); raise SystemExit(3)"],

@@ -77,25 +77,38 @@ STOP_WAIT_S = 60  # for a command told to stop (its stages end their runs) befor
 def _run(args: Sequence[str], cwd: Path, env: Mapping[str, str], what: str) -> str:
     """Run a command to its end; its output, or TrialFailed with the line that says why.
 
+    Its output goes to temporary files, not pipes: when the process running the trial dies
+    (a dead node's Ray worker), a pipe's reader goes with it, and the stage's next progress
+    line would raise BrokenPipeError before the group's SIGTERM arrives, ending its run
+    FAILED; a file takes the writes, and the stage ends its run KILLED.
+
     Interrupted (Ray cancels the task with a KeyboardInterrupt when the sweep is stopped), it
     sends the command SIGTERM, which its `tied` wrapper passes to every process the command
     started: the stages end their MLflow runs KILLED; only after STOP_WAIT_S is the group
     killed. subprocess.run would SIGKILL the wrapper alone and leave its group running."""
-    process = subprocess.Popen(
-        tied(args), cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        stdout, stderr = process.communicate()
-    except BaseException:
-        process.terminate()
+
+    def output() -> Any:
+        return tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
+
+    with output() as out, output() as err:
+        process = subprocess.Popen(
+            tied(args), cwd=cwd, env=dict(env), stdout=out, stderr=err, text=True,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
         try:
-            process.communicate(timeout=STOP_WAIT_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # the wrapper leads its group
             process.wait()
-        raise
+        except BaseException:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)  # the wrapper leads its group
+                process.wait()
+            raise
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if process.returncode != 0:
         raise TrialFailed(f"{what} failed: {error_line(stdout + stderr)}")
     return stdout
