@@ -33,10 +33,11 @@ test test-fast system-test: SYSTEM_PACKAGES += chromium=/usr/bin/chromium \
 	chromium-driver=/usr/bin/chromedriver
 # The team stack (and the tests that start it) run PostgreSQL 15, and socat, the one door from
 # 127.0.0.1 into SeaweedFS' private network namespace (whose loopback `ip` brings up). The
-# tests try the stack's doors as an unprivileged user, with the system's python3.
+# tests try the stack's doors as an unprivileged user, with the system's python3, and trace
+# every command line its start runs (strace).
 stack test test-fast system-test: SYSTEM_PACKAGES += postgresql=/usr/lib/postgresql/15/bin/initdb \
 	socat=socat iproute2=ip
-test test-fast system-test: SYSTEM_PACKAGES += python3=/usr/bin/python3
+test test-fast system-test: SYSTEM_PACKAGES += python3=/usr/bin/python3 strace=strace
 # The container test builds the image on a Docker engine, its base image by debootstrap.
 test system-test: SYSTEM_PACKAGES += docker.io=dockerd debootstrap=debootstrap
 

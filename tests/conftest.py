@@ -12,13 +12,14 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -555,23 +556,28 @@ def stack_ports() -> dict[str, str]:
 class Stack:
     """tools/stack.sh of a project copy, its state in `state`, on ports of its own."""
 
-    def __init__(self, repo: Path, state: Path, **extra: str) -> None:
-        self.repo, self.state = repo, state
+    def __init__(self, repo: Path, state: Path, prefix: Sequence[str] = (), **extra: str) -> None:
+        """`prefix`: what each command runs under (`as_user`'s, for a stack of another user)."""
+        self.repo, self.state, self.prefix = repo, state, list(prefix)
+        self.up: Traced | None = None  # its `make stack`, traced, where a fixture started it
         settings = {"STACK_DIR": str(state), "VENV": str(VENV_BIN.parent), **extra}
         self.env = repo_env(repo, {**stack_ports(), **settings})
 
     def run(self, action: str, **extra: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            ["bash", "tools/stack.sh", action], cwd=self.repo, env={**self.env, **extra},
-            capture_output=True, text=True, timeout=300,
+            [*self.prefix, "bash", "tools/stack.sh", action], cwd=self.repo,
+            env={**self.env, **extra}, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
 
-    def make(self, target: str) -> subprocess.CompletedProcess:
+    def make_command(self, target: str) -> list[str]:
         """`make stack` / `make stack-down`, the documented way in, with this checkout's venv
         as it is (-o: make installs nothing into it from the copy)."""
+        return [*self.prefix, *MAKE_IN_COPY, "-o", f"{VENV_BIN.parent}/.stack-installed", target]
+
+    def make(self, target: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [*MAKE_IN_COPY, "-o", f"{VENV_BIN.parent}/.stack-installed", target], cwd=self.repo,
-            env=self.env, capture_output=True, text=True, timeout=300,
+            self.make_command(target), cwd=self.repo, env=self.env, capture_output=True,
+            text=True, timeout=300,
         )  # fmt: skip
 
     @property
@@ -599,6 +605,50 @@ class Stack:
         return dict(line.split("=", 1) for line in lines if "=" in line)
 
 
+class Traced:
+    """A command run to its end under strace, every program it and its children exec recorded
+    with its command line, as `ps` shows it to every user: `execs`, one line per exec. The
+    servers it leaves running are let go when it ends (strace detaches)."""
+
+    def __init__(self, command: Sequence[str], cwd: Path, env: dict, log: Path) -> None:
+        if not shutil.which("strace"):
+            pytest.fail("strace is missing: make test installs it (apt-get install strace)")
+        out, err = log.with_suffix(".out"), log.with_suffix(".err")
+        with out.open("w") as stdout, err.open("w") as stderr:
+            tracer = subprocess.Popen(
+                ["strace", "-f", "--seccomp-bpf", "-q", "-I", "1", "-e", "trace=execve", "-e",
+                 "signal=none", "-s", "65536", "-o", str(log), "--", *command],
+                cwd=cwd, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while (ended := self._exit_status(log)) is None and time.monotonic() < deadline:
+            if tracer.poll() is not None:  # everything it traced has ended
+                ended = self._exit_status(log)
+                break
+            time.sleep(0.2)
+        if tracer.poll() is None:  # -I 1: a signal makes it detach from what runs on, and end
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(timeout=30)
+        assert ended is not None, f"{command} did not end within 300 s: {err.read_text()}"
+        self.returncode = int(ended)
+        self.stdout, self.stderr = out.read_text(), err.read_text()
+        self.execs = [line for line in log.read_text(errors="replace").splitlines()
+                      if " execve(" in line]  # fmt: skip
+
+    @staticmethod
+    def _exit_status(log: Path) -> str | None:
+        """The traced command's exit status, once strace has logged it (its pid's first line
+        is its exec; its `+++ exited with N +++`, its end)."""
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        top = f"{lines[0].split()[0]} " if lines else None
+        ends = [x for x in lines if top and x.startswith(top) and "+++ exited with " in x]
+        return ends[0].split("exited with ")[1].split()[0] if ends else None
+
+    def secrets_shown(self, secrets: dict[str, str]) -> list[tuple[str, str]]:
+        """(secret's name, command line) for each secret an exec's command line holds."""
+        return [(k, line) for k, v in secrets.items() for line in self.execs if v in line]
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     """The team stack (`make stack`) of a project copy, its state in a directory the postgres
@@ -610,8 +660,9 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     state = Path(tempfile.mkdtemp(prefix="wardrobe-stack-"))
     os.chmod(state, 0o755)
     started = Stack(repo, state)
-    up = started.make("stack")
+    log = tmp_path_factory.mktemp("traced") / "stack-up.strace"
     try:
+        started.up = up = Traced(started.make_command("stack"), repo, started.env, log)
         assert up.returncode == 0, up.stdout + up.stderr
         with pytest.MonkeyPatch.context() as patch:
             for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):

@@ -8,8 +8,10 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,11 +24,13 @@ from conftest import (
     QUICK_RUN,
     VENV_BIN,
     Stack,
+    Traced,
     ask,
     assert_answers_only_its_own_names,
     commit,
     dvc,
     free,
+    project_repo,
     ran_stages,
     repo_env,
     telemetry_of,
@@ -190,13 +194,66 @@ def namespace_ports(pid: int) -> set[int]:
     return {int(f.split()[1].rsplit(":", 1)[1], 16) for f in lines if f.split()[3] == "0A"}
 
 
-def test_no_port_of_the_stack_lets_in_a_user_without_its_credentials(stack):
+OWNER = "wardrobe-owner"
+
+
+def as_user(user: str, keep: Path) -> list[str]:
+    """A command prefix that runs a command as `user`, with the caller's environment, where
+    the venv's interpreter is reachable. An interpreter under a directory other users cannot
+    enter (pyenv's under /root) is reached in a mount namespace of the command's own, where
+    that directory is an empty tmpfs holding the interpreter's tree alone (bound through
+    `keep`, an empty directory); the machine's own directories are left as they are."""
+    base = Path(sys.base_prefix).resolve()
+    closed = next((p for p in reversed(base.parents) if not p.stat().st_mode & 0o001), None)
+    run_as = ["runuser", "--preserve-environment", "-u", user, "--"]
+    if closed is None:
+        return run_as
+    script = (
+        'mount --bind "$1" "$3" && mount -t tmpfs -o mode=0755 tmpfs "$2" && mkdir -p "$1" '
+        '&& mount --bind "$3" "$1" && shift 3 && exec "$@"'
+    )
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
+            str(base), str(closed), str(keep), *run_as]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def owned_stack(tmp_path_factory) -> Iterator[Stack]:
+    """`make stack` run by an unprivileged user (OWNER) in a project copy of its own: the
+    other branches of tools/stack.sh (PostgreSQL run as that user, SeaweedFS in a user
+    namespace of its own); the start traced (`Stack.up`)."""
+    if os.geteuid() != 0:
+        pytest.fail("this test starts a stack as another user: run it as root (CI does)")
+    subprocess.run(["useradd", "--system", "--no-create-home", OWNER], capture_output=True)
+    work = Path(tempfile.mkdtemp(prefix="wardrobe-owned-"))
+    os.chmod(work, 0o755)
+    repo = project_repo(work / "project")
+    for name in ("home", "keep"):
+        (work / name).mkdir()
+    subprocess.run(["chown", "-R", f"{OWNER}:", str(work)], check=True)
+    owned = Stack(repo, work / "state", as_user(OWNER, work / "keep"), HOME=str(work / "home"))
+    log = tmp_path_factory.mktemp("traced") / "owned-up.strace"
+    try:
+        owned.up = Traced(owned.make_command("stack"), repo, owned.env, log)
+        assert owned.up.returncode == 0, owned.up.stdout + owned.up.stderr
+        yield owned
+        down = owned.make("stack-down")
+        assert down.returncode == 0, down.stdout + down.stderr
+    finally:
+        owned.run("down")  # whatever a failure above left running
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.parametrize("starter", ["root", OWNER])
+def test_no_port_of_the_stack_lets_in_a_user_without_its_credentials(starter, request):
     """An unprivileged user of the machine, without the stack's credentials, tries every port
-    the stack opens, its sockets, `ps` and its files: each refuses, and no secret shows."""
+    the stack opens, its sockets, `ps` and its files: each refuses, and no secret shows, for
+    a stack that root started and one that an unprivileged user started. No command line its
+    start ran, however short-lived, held a secret (every exec traced)."""
     import psutil
 
     if os.geteuid() != 0:
         pytest.fail("this test runs the attacks as another user: run it as root (CI does)")
+    stack: Stack = request.getfixturevalue("stack" if starter == "root" else "owned_stack")
     subprocess.run(["useradd", "--system", "--no-create-home", INTRUDER], capture_output=True)
     pids = stack_pids(stack)
     listening = {
@@ -239,6 +296,16 @@ def test_no_port_of_the_stack_lets_in_a_user_without_its_credentials(stack):
     assert any(".s.PGSQL." in path for path in sockets) and len(sockets) >= 3, sockets
     assert set(seen["unix sockets"].values()) == {"PermissionError"}, seen["unix sockets"]
     assert len(given["files"]) > 10 and seen["secrets seen"] == []
+    # Every command line of its start, the short-lived ones too (psql, initdb, pg_ctl).
+    assert stack.up is not None
+    execs = stack.up.execs
+    assert [p for p in ("/psql", "/initdb", "/pg_ctl", "/mlflow", "/socat")
+            if not any(f'{p}", [' in line for line in execs)] == [], execs[:50]  # fmt: skip
+    assert stack.up.secrets_shown(secrets) == []
+    owners = {psutil.Process(pid).username() for pid in pids}
+    assert owners == ({"postgres", "root"} if starter == "root" else {OWNER}), owners
+    if starter == OWNER:  # SeaweedFS in a user namespace of its own: root there alone
+        assert os.readlink(f"/proc/{weed}/ns/user") != os.readlink("/proc/self/ns/user")
     # The credentials are the stack's own, kept 0600, and nowhere in the project's files.
     assert (stack.state / "secrets").stat().st_mode & 0o077 == 0
     assert (stack.repo / ".dvc" / "config.local").stat().st_mode & 0o077 == 0
