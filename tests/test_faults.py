@@ -762,33 +762,46 @@ def memory_cgroup(limit: int) -> Iterator[Path]:
             time.sleep(0.1)
 
 
-def test_a_batch_larger_than_the_free_memory_is_one_line_before_training(project):
-    """The AE stage with one batch of 5,000 images in a container-like memory limit of 2 GiB
-    (TensorFlow would fail to allocate, then segfault): one line naming ae.batch_size and
-    what fits, exit 1, no run, nothing written."""
-    from wardrobe.memory import batch_bytes
-    from wardrobe.models.autoencoder import build_autoencoder
-
+@pytest.mark.parametrize("model", ["ae", "vae", "classifier"])
+def test_a_batch_larger_than_the_free_memory_is_one_line_and_the_size_it_names_trains(
+    project, model
+):
+    """Each training stage with one batch of 5,000 images in a container-like memory limit of
+    2 GiB (TensorFlow would fail to allocate, then segfault): one line naming its batch size
+    and about how many fit, exit 1, no run, nothing written. Then the stage again in the same
+    limit with the batch size that line named: it trains."""
     rng = np.random.default_rng(0)
     images = rng.random((5000, 32, 32, 1), dtype=np.float32)
     save_split(project / "data" / "train.npz", images, np.arange(5000, dtype=np.uint8) % 10)
     write_verdict(project / "checks" / "summary.json", project / "data")
-    write_params(project, project / "params.yaml", ae={"batch_size": 5000})
+    param = f"{model}.batch_size"
+    args = ("--data", "data", "--checks", "checks/summary.json", "--out", f"models/{model}")
+
+    def train_in(limit: int, batch_size: int) -> subprocess.CompletedProcess:
+        write_params(project, project / "params.yaml", **{model: {"batch_size": batch_size}})
+        with memory_cgroup(limit) as procs:
+            return subprocess.run(
+                [sys.executable, str(ROOT / "pipeline" / f"train_{model}.py"), *args],
+                cwd=project, capture_output=True, text=True, timeout=600, env=stage_env(),
+                preexec_fn=lambda: procs.write_text(str(os.getpid())),
+            )  # fmt: skip
+
     limit = 2 * 2**30
-    assert batch_bytes(build_autoencoder(2, (32, 64, 128))[0], 5000, True) > limit
-    with memory_cgroup(limit) as procs:
-        result = subprocess.run(
-            [sys.executable, str(ROOT / "pipeline" / "train_ae.py"), *TRAIN_AE], cwd=project,
-            capture_output=True, text=True, timeout=600, env=stage_env(),
-            preexec_fn=lambda: procs.write_text(str(os.getpid())),
-        )  # fmt: skip
+    refused = train_in(limit, 5000)
     line = assert_one_line_error(
-        result, "train_ae", "out of memory: one batch of 5000 images (ae.batch_size) needs about",
-        "GiB is free; lower ae.batch_size (about", "fits here) or free memory",
+        refused, f"train_{model}", f"out of memory: one batch of 5000 images ({param}) needs",
+        f"GiB is free; lower {param} (about", "fits here) or free memory",
     )  # fmt: skip
     print(line)
     assert not (project / "models").exists()
     assert not (project / "mlflow.db").exists() or statuses(project) == []
+
+    fits = int(re.search(r"\(about (\d+) fits here\)", line).group(1))
+    assert 100 <= fits < 5000, line  # a batch that trains, smaller than the refused one
+    trained = train_in(limit, fits)
+    assert trained.returncode == 0, (fits, trained.stderr[-3000:])
+    assert (project / "models" / model).is_dir()
+    assert statuses(project) == ["FINISHED"]
 
 
 # Data the checks did not pass, and exceptions nobody expected.
