@@ -104,7 +104,9 @@ def pytest_make_collect_report(collector):
 def pytest_collection_modifyitems(config, items):
     """On xdist's workers (`make test`: -n 2 --dist loadgroup), the tests that share a module-
     or session-wide fixture of this suite (a project, a stack, a cluster, an image) run on one
-    worker, so each is built once: every connected set of such tests is one xdist group."""
+    worker, so each is built once: every connected set of such tests is one xdist group. A
+    module-wide fixture is one per module, wherever it is defined (conftest's `browser` in
+    test_browser and in test_explore are two): it joins the tests of its module only."""
     if not config.pluginmanager.hasplugin("xdist"):
         return
     parent: dict[str, str] = {}
@@ -116,8 +118,9 @@ def pytest_collection_modifyitems(config, items):
 
     shared_by_item = []
     for item in items:
+        module = item.nodeid.partition("::")[0]
         shared = sorted(
-            f"{definition.baseid}::{name}"
+            f"{module if definition.scope == 'module' else definition.baseid}::{name}"
             for name, definitions in item._fixtureinfo.name2fixturedefs.items()
             for definition in definitions[-1:]
             if definition.scope in ("module", "session") and name not in PER_WORKER

@@ -4,6 +4,7 @@ collected both fail under CI, naming the reason; elsewhere they skip."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -54,3 +55,43 @@ def test_elsewhere_a_skip_stays_a_skip(tmp_path):
     done = run_small_suite(tmp_path, ci=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"\b1 passed, 3 skipped\b", done.stdout), done.stdout
+
+
+GROUPS_PLUGIN = """
+import json
+
+def pytest_collection_finish(session):
+    groups = {}
+    for item in session.items:
+        marker = item.get_closest_marker("xdist_group")
+        groups[item.nodeid] = marker.args[0] if marker else None
+    print("GROUPS " + json.dumps(groups))
+"""
+
+
+def test_xdist_groups_join_the_tests_that_share_a_fixture_instance(tmp_path):
+    """`make test`'s groups (conftest's pytest_collection_modifyitems), on this suite: a
+    session fixture (the stack) joins every module that uses it; a module fixture joins its
+    module's tests only, wherever it is defined (conftest's `browser`, one in test_browser and
+    another in test_explore, does not join the two)."""
+    (tmp_path / "print_groups.py").write_text(GROUPS_PLUGIN)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(TESTS)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider", "-p", "xdist",
+         "-p", "print_groups", str(TESTS)],
+        cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [line] = [x for x in done.stdout.splitlines() if x.startswith("GROUPS ")]
+    groups = json.loads(line.removeprefix("GROUPS "))
+
+    def of(module: str) -> set:
+        return {g for test, g in groups.items() if test.startswith(f"tests/{module}::")}
+
+    explore, browser = of("test_explore.py"), of("test_browser.py")
+    assert len(explore) == 1 and None not in explore, explore
+    assert len(browser) == 1 and None not in browser, browser
+    assert explore != browser
+    stack = of("test_stack.py")
+    assert stack == of("test_cluster.py") and len(stack) == 1, (stack, of("test_cluster.py"))
+    assert None in of("test_params.py")  # a test that shares nothing goes to any worker

@@ -244,7 +244,7 @@ def owned_stack(tmp_path_factory) -> Iterator[Stack]:
 
 
 @pytest.mark.parametrize("starter", ["root", OWNER])
-def test_no_port_of_the_stack_lets_in_a_user_without_its_credentials(starter, request):
+def test_no_port_of_the_stack_lets_in_a_user_without_its_credentials(starter, stack, owned_stack):
     """An unprivileged user of the machine, without the stack's credentials, tries every port
     the stack opens, its sockets, `ps` and its files: each refuses, and no secret shows, for
     a stack that root started and one that an unprivileged user started. No command line its
@@ -253,7 +253,7 @@ def test_no_port_of_the_stack_lets_in_a_user_without_its_credentials(starter, re
 
     if os.geteuid() != 0:
         pytest.fail("this test runs the attacks as another user: run it as root (CI does)")
-    stack: Stack = request.getfixturevalue("stack" if starter == "root" else "owned_stack")
+    stack = stack if starter == "root" else owned_stack
     subprocess.run(["useradd", "--system", "--no-create-home", INTRUDER], capture_output=True)
     pids = stack_pids(stack)
     listening = {
