@@ -654,9 +654,15 @@ class Traced:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Iterator[Stack]:
+    """The team stack (`start_stack`), shared by the tests that need one (test_stack;
+    test_cluster starts one of its own, so that the two modules can run on two workers)."""
+    yield from start_stack(tmp_path_factory)
+
+
+def start_stack(tmp_path_factory) -> Iterator[Stack]:
     """The team stack (`make stack`) of a project copy, its state in a directory the postgres
-    user can reach (pytest's own are private to root), shared by the tests that need one
-    (test_stack, the cluster's sweep); this process's MLflow clients log in to its server."""
+    user can reach (pytest's own are private to root), its start traced (`Stack.up`); this
+    process's MLflow clients log in to its server while it runs."""
     if not Path("/usr/lib/postgresql/15/bin/initdb").exists():
         pytest.fail("PostgreSQL 15 is missing: make test installs it (apt-get install postgresql)")
     repo = project_repo(tmp_path_factory.mktemp("stack") / "project")

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from conftest import (
     project_repo,
     repo_env,
     shown_experiments,
+    start_stack,
     write_params,
 )
 
@@ -82,6 +84,13 @@ def kill_node(node: str) -> list[int]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return sorted(targets)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    """A team stack of this module's own (conftest's is the session's): the cluster's tests
+    and test_stack's can run on two xdist workers at once."""
+    yield from start_stack(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

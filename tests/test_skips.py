@@ -71,9 +71,10 @@ def pytest_collection_finish(session):
 
 def test_xdist_groups_join_the_tests_that_share_a_fixture_instance(tmp_path):
     """`make test`'s groups (conftest's pytest_collection_modifyitems), on this suite: a
-    session fixture (the stack) joins every module that uses it; a module fixture joins its
-    module's tests only, wherever it is defined (conftest's `browser`, one in test_browser and
-    another in test_explore, does not join the two)."""
+    session fixture (the retrained project) joins every module that uses it; a module
+    fixture joins its module's tests only, wherever it is defined (conftest's `browser`, one in
+    test_browser and another in test_explore, does not join the two; test_cluster's own
+    `stack` overrides the session's and does not join test_stack)."""
     (tmp_path / "print_groups.py").write_text(GROUPS_PLUGIN)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(TESTS)])}
     done = subprocess.run(
@@ -92,6 +93,8 @@ def test_xdist_groups_join_the_tests_that_share_a_fixture_instance(tmp_path):
     assert len(explore) == 1 and None not in explore, explore
     assert len(browser) == 1 and None not in browser, browser
     assert explore != browser
-    stack = of("test_stack.py")
-    assert stack == of("test_cluster.py") and len(stack) == 1, (stack, of("test_cluster.py"))
+    stack, cluster = of("test_stack.py"), of("test_cluster.py")
+    assert len(stack) == 1 and len(cluster) == 1 and stack != cluster, (stack, cluster)
+    trained = {g for test, g in groups.items() if "@" not in test and g and "retrained" in g}
+    assert len(trained) == 1, trained  # the session's retrained project: one group
     assert None in of("test_params.py")  # a test that shares nothing goes to any worker
