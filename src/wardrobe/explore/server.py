@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import http.server
 import json
+import logging
 import os
 import signal
 import sys
@@ -27,6 +28,7 @@ from wardrobe.fsio import project_root
 from wardrobe.ownnames import refusal
 from wardrobe.ports import require_free_port
 
+log = logging.getLogger(__name__)
 DEFAULT_PORT = 5002
 MODELS = ("ae", "vae")
 PAGE = Path(__file__).parent / "page"
@@ -167,7 +169,9 @@ def handler(table: Mapping[str, Path], port: int) -> type[http.server.BaseHTTPRe
         do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _read_only
 
         def log_message(self, format: str, *args: Any) -> None:
-            pass  # quiet: the one line at start says where the page is
+            """Each request at DEBUG (WARDROBE_LOG_LEVEL=DEBUG), not on stderr: the one line
+            at start says where the page is."""
+            log.debug("%s %s", self.address_string(), format % args)
 
     return Handler
 
