@@ -199,21 +199,29 @@ OWNER = "wardrobe-owner"
 
 def as_user(user: str, keep: Path) -> list[str]:
     """A command prefix that runs a command as `user`, with the caller's environment, where
-    the venv's interpreter is reachable. An interpreter under a directory other users cannot
-    enter (pyenv's under /root) is reached in a mount namespace of the command's own, where
-    that directory is an empty tmpfs holding the interpreter's tree alone (bound through
-    `keep`, an empty directory); the machine's own directories are left as they are."""
-    base = Path(sys.base_prefix).resolve()
-    closed = next((p for p in reversed(base.parents) if not p.stat().st_mode & 0o001), None)
+    the venv and its interpreter are reachable. One under a directory other users cannot
+    enter (pyenv's interpreter under /root; a checkout there) is reached in a mount namespace
+    of the command's own, where that directory is an empty tmpfs holding the needed trees
+    alone (bound through directories made in `keep`); the machine's own are left as they are."""
+    import shlex
+
+    def closed(path: Path) -> Path | None:  # the outermost directory others cannot enter
+        return next((d for d in reversed(path.parents) if not d.stat().st_mode & 0o001), None)
+
+    needed = [(p, closed(p)) for p in {Path(sys.base_prefix).resolve(), VENV_BIN.parent.resolve()}]
+    needed = sorted((p, c) for p, c in needed if c is not None)
     run_as = ["runuser", "--preserve-environment", "-u", user, "--"]
-    if closed is None:
+    if not needed:
         return run_as
-    script = (
-        'mount --bind "$1" "$3" && mount -t tmpfs -o mode=0755 tmpfs "$2" && mkdir -p "$1" '
-        '&& mount --bind "$3" "$1" && shift 3 && exec "$@"'
-    )
+    kept = [(shlex.quote(str(p)), shlex.quote(str(keep / str(i)))) for i, (p, _) in
+            enumerate(needed)]  # fmt: skip
+    steps = [f"mkdir -p {k} && mount --bind {p} {k}" for p, k in kept]
+    for c in sorted({c for _, c in needed}):
+        steps.append(f"mount -t tmpfs -o mode=0755 tmpfs {shlex.quote(str(c))}")
+    steps += [f"mkdir -p {p} && mount --bind {k} {p}" for p, k in kept]
+    script = " && ".join([*steps, 'exec "$@"'])
     return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
-            str(base), str(closed), str(keep), *run_as]  # fmt: skip
+            *run_as]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
