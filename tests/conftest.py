@@ -3,6 +3,7 @@ and as DVC runs them), project copies for DVC, synthetic IDX files and a local H
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.server
@@ -606,6 +607,28 @@ class Stack:
         """The generated credentials in `<state>/secrets`."""
         lines = (self.state / "secrets").read_text().splitlines()
         return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+@contextlib.contextmanager
+def memory_cgroup(limit: int) -> Iterator[Path]:
+    """A memory cgroup (v2, or v1's memory controller) of `limit` bytes; yields the
+    cgroup.procs file a process joins it by. Needs root."""
+    name = f"wardrobe-test-{os.getpid()}"
+    v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    group = Path("/sys/fs/cgroup" if v2 else "/sys/fs/cgroup/memory") / name
+    try:
+        group.mkdir()
+        (group / ("memory.max" if v2 else "memory.limit_in_bytes")).write_text(str(limit))
+    except OSError as exc:
+        pytest.fail(f"this test needs a memory cgroup it can make (as root): {exc}")
+    try:
+        yield group / "cgroup.procs"
+    finally:
+        for _ in range(50):  # the process has left it once it has exited; the kernel lags
+            with contextlib.suppress(OSError):
+                group.rmdir()
+                break
+            time.sleep(0.1)
 
 
 class Traced:

@@ -29,6 +29,7 @@ from conftest import (
     assert_one_line_error,
     client_for,
     dvc,
+    memory_cgroup,
     repo_env,
     run_script,
     stage_env,
@@ -738,28 +739,6 @@ def test_a_read_only_or_full_store_is_named_with_the_fix(project, mount, fault, 
         with open(where / "filler", "wb") as fh, pytest.raises(OSError):
             fh.write(b"\0" * 4_000_000)
     assert_store_fault(project, uri, cause, fix)
-
-
-@contextlib.contextmanager
-def memory_cgroup(limit: int) -> Iterator[Path]:
-    """A memory cgroup (v2, or v1's memory controller) of `limit` bytes; yields the
-    cgroup.procs file a process joins it by. Needs root."""
-    name = f"wardrobe-test-{os.getpid()}"
-    v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
-    group = Path("/sys/fs/cgroup" if v2 else "/sys/fs/cgroup/memory") / name
-    try:
-        group.mkdir()
-        (group / ("memory.max" if v2 else "memory.limit_in_bytes")).write_text(str(limit))
-    except OSError as exc:
-        pytest.fail(f"this test needs a memory cgroup it can make (as root): {exc}")
-    try:
-        yield group / "cgroup.procs"
-    finally:
-        for _ in range(50):  # the process has left it once it has exited; the kernel lags
-            with contextlib.suppress(OSError):
-                group.rmdir()
-                break
-            time.sleep(0.1)
 
 
 @pytest.mark.parametrize("model", ["ae", "vae", "classifier"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import struct
 import subprocess
@@ -20,6 +21,7 @@ from conftest import (
     assert_one_line_error,
     client_for,
     enter_tiny_project,
+    memory_cgroup,
     run_script,
     stage_env,
     train,
@@ -324,6 +326,45 @@ def test_plots_writes_every_figure_at_its_size_and_logs_them(trained):
 
 
 VAE_ARGS = ("--model", "vae", *EVALUATE_ARGS, "--reference", "reports/metrics/reference")
+
+
+def test_an_evaluation_batch_larger_than_the_free_memory_is_one_line_and_its_size_runs(
+    trained, evaluated, tmp_path
+):
+    """evaluate with one predict batch of 8,000 generated images in a 2 GiB memory cgroup:
+    one line naming evaluate.batch_size and about how many fit, exit 1, nothing written; then
+    again in the same limit at the size that line named: it evaluates."""
+    import re
+
+    project = tmp_path / "project"  # a copy: its evaluation runs stay out of the module's
+    shutil.copytree(trained, project, symlinks=True)
+
+    def evaluate_in(limit: int, batch_size: int) -> subprocess.CompletedProcess:
+        write_params(
+            project,
+            project / "params.yaml",
+            evaluate={"generated": 8000, "batch_size": batch_size},
+        )
+        with memory_cgroup(limit) as procs:
+            return subprocess.run(
+                [sys.executable, str(ROOT / "pipeline" / "evaluate.py"), *VAE_ARGS,
+                 "--out", "reports/memory/vae.json"],
+                cwd=project, capture_output=True, text=True, timeout=900, env=stage_env(),
+                preexec_fn=lambda: procs.write_text(str(os.getpid())),
+            )  # fmt: skip
+
+    refused = evaluate_in(2 * 2**30, 8000)
+    line = assert_one_line_error(
+        refused, "evaluate", "out of memory: one batch of 8000 images (evaluate.batch_size)",
+        "to predict", "lower evaluate.batch_size (about", "fits here)",
+    )  # fmt: skip
+    assert not (project / "reports" / "memory").exists()
+    fits = int(re.search(r"\(about (\d+) fits here\)", line).group(1))
+    assert 100 <= fits < 8000, line
+    done = evaluate_in(2 * 2**30, fits)
+    assert done.returncode == 0, (fits, done.stderr[-3000:])
+    written = json.loads((project / "reports" / "memory" / "vae.json").read_text())
+    assert written["metrics"]["test"]["bce"] > 0
 
 
 def test_a_store_without_the_runs_still_gets_metrics_and_a_warning(trained, tmp_path):
