@@ -652,8 +652,9 @@ class Traced:
                 ended = self._exit_status(log)
                 break
             time.sleep(0.2)
-        if tracer.poll() is None:  # -I 1: a signal makes it detach from what runs on, and end
-            tracer.send_signal(signal.SIGINT)
+        if tracer.poll() is None:  # -I 1: a signal makes it detach from what runs on, and end;
+            # SIGTERM, not SIGINT, which a shell's background job (a suite run with `&`) ignores
+            tracer.send_signal(signal.SIGTERM)
             tracer.wait(timeout=30)
         assert ended is not None, f"{command} did not end within 300 s: {err.read_text()}"
         self.returncode = int(ended)

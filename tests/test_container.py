@@ -155,7 +155,7 @@ def test_the_image_runs_as_its_own_user_with_the_pinned_dependencies(image):
 
 
 EVERY_PACKAGE = ("dataset-fashion-mnist git npm chromium chromium-driver postgresql socat "
-                 "iproute2 python3 docker.io debootstrap")  # fmt: skip
+                 "iproute2 python3 strace docker.io debootstrap")  # fmt: skip
 
 
 def test_make_system_in_debian_12_installs_every_package_the_tests_probe(image):

@@ -71,6 +71,7 @@ class TrialFailed(Exception):
         self.line = line
 
 
+POLL_S = 0.2  # how soon a trial's command hears that the sweep stopped
 STOP_WAIT_S = 60  # for a command told to stop (its stages end their runs) before it is killed
 
 
@@ -85,7 +86,9 @@ def _run(args: Sequence[str], cwd: Path, env: Mapping[str, str], what: str) -> s
     Interrupted (Ray cancels the task with a KeyboardInterrupt when the sweep is stopped), it
     sends the command SIGTERM, which its `tied` wrapper passes to every process the command
     started: the stages end their MLflow runs KILLED; only after STOP_WAIT_S is the group
-    killed. subprocess.run would SIGKILL the wrapper alone and leave its group running."""
+    killed. subprocess.run would SIGKILL the wrapper alone and leave its group running. It
+    polls: Ray raises the interrupt only when this thread runs Python, which a blocking wait()
+    does not until the command ends."""
 
     def output() -> Any:
         return tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
@@ -96,7 +99,8 @@ def _run(args: Sequence[str], cwd: Path, env: Mapping[str, str], what: str) -> s
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            process.wait()
+            while process.poll() is None:  # not wait(): Ray's interrupt lands between calls
+                time.sleep(POLL_S)
         except BaseException:
             process.terminate()
             try:
