@@ -227,3 +227,25 @@ def test_a_metric_added_to_the_catalogue_is_in_the_table_the_gate_and_the_claims
     assert dataclasses.replace(added, shown=frozenset()) not in catalogue.shown(catalogue.TABLE)
     monkeypatch.undo()
     assert "test.reconstructions.coverage" not in promote.gate_metrics()
+
+
+def test_the_committed_sweep_and_single_point_readings_agree_at_the_lecture_s_point():
+    """reports/: at β 500 and latent size 2 the claims table's cell and the README's single-
+    point reading compare the same five seeds of each model, and give the same verdict."""
+    from wardrobe.report import _versus
+
+    noise = json.loads((ROOT / "reports" / "noise.json").read_text())
+    grid = load_grid(ROOT / "reports" / "sweeps" / "claims.json", noise)
+    assert grid.lecture is not None
+    cell = grid.cell(grid.lecture)
+    assert sorted(cell.runs) == sorted(r["seed"] for r in noise["runs"])
+    compared = {}
+    for claim in catalogue.CLAIMS:
+        for metric in catalogue.of_claim(claim.name):
+            single = _versus(noise, metric.dotted("vae"), metric.dotted("ae"))
+            swept = cell.vae_vs_ae(metric, noise)
+            if single is not None:
+                assert swept is not None, metric.name
+                compared[metric.key] = (swept.word, single.word)
+    assert all(a == b for a, b in compared.values()), compared
+    assert {"generation.kid", "generation.frechet_distance", "bce"} <= set(compared), compared
