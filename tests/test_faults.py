@@ -472,6 +472,58 @@ def test_a_trials_command_that_loses_its_starter_is_interrupted_not_broken(tmp_p
         assert seen.read_text() == "KeyboardInterrupt", f"try {attempt}: {seen.read_text()}"
 
 
+SILENT = """
+import sys, time
+from wardrobe import processes
+processes.handle_interrupts()
+try:
+    open(sys.argv[1] + ".up", "w").close()
+    end = time.monotonic() + 60
+    while time.monotonic() < end:  # a training that prints nothing for a while
+        time.sleep(0.1)
+    print("finished")
+except BaseException as exc:
+    with open(sys.argv[1], "w") as fh:
+        fh.write(type(exc).__name__)
+"""
+CANCELLED_STARTER = """
+import _thread, os, sys, threading, time
+from pathlib import Path
+from wardrobe.sweep.trial import _run
+def cancel():  # as Ray cancels a running task: interrupt_main() from another thread
+    while not Path(sys.argv[-1] + ".up").exists():
+        time.sleep(0.05)
+    _thread.interrupt_main()
+threading.Thread(target=cancel, daemon=True).start()
+try:
+    _run([sys.executable, "-c", *sys.argv[1:]], Path.cwd(), dict(os.environ), "w")
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_a_cancelled_trial_stops_its_silent_command(tmp_path):
+    """A stopped sweep: Ray raises KeyboardInterrupt in the trial's thread only when that
+    thread runs Python. A trial blocked in wait() on a command that prints nothing would
+    not hear it until the command ended (a whole training, its run FINISHED); the trial must
+    stop it at once, and the command get the SIGTERM that ends its run KILLED."""
+    seen = tmp_path / "seen"  # the command gives up by itself after 60 s
+    starter = subprocess.Popen(
+        [sys.executable, "-c", CANCELLED_STARTER, SILENT, str(seen)], env=stage_env({}),
+        cwd=tmp_path, stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, _ = starter.communicate(timeout=EXIT_WITHIN_S)
+    except subprocess.TimeoutExpired:
+        out = None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(starter.pid, signal.SIGKILL)
+        starter.wait()
+    assert out is not None, f"the cancelled trial did not stop its command in {EXIT_WITHIN_S} s"
+    assert out.split() == ["interrupted"] and seen.read_text() == "KeyboardInterrupt"
+
+
 def test_a_tied_command_gives_its_exit_status_and_its_output():
     done = subprocess.run(
         [sys.executable, "-c", STARTER, "print('out'); raise SystemExit(3)"],
