@@ -487,9 +487,12 @@ except BaseException as exc:
         fh.write(type(exc).__name__)
 """
 CANCELLED_STARTER = """
-import _thread, os, sys, threading, time
+import _thread, os, signal, sys, threading, time
 from pathlib import Path
 from wardrobe.sweep.trial import _run
+# a Ray worker handles SIGINT whatever it inherited (a suite started with `&` ignores it),
+# and interrupt_main() does nothing where SIGINT is ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 def cancel():  # as Ray cancels a running task: interrupt_main() from another thread
     while not Path(sys.argv[-1] + ".up").exists():
         time.sleep(0.05)
