@@ -72,6 +72,10 @@ def log_keras_model(model: keras.Model, name: str, input_example: Any) -> Logged
         artifact_path=None, name=name, flavor=_KerasFlavor, model=model,
         signature=keras_signature(model),
         input_example=input_example, pip_requirements=requirements,
+        # MLflow would load the saved model back and predict the example (a second per
+        # model, and only a warning when it fails): tests/test_training.py loads every logged
+        # model back in a new process instead
+        validate_serving_input=False,
     )  # fmt: skip
     return LoggedModel(name, info.model_uri)
 
@@ -88,6 +92,7 @@ class _KerasFlavor:
         import mlflow
 
         os.makedirs(path, exist_ok=True)
+        kwargs.pop("validate_serving_input", None)  # Model.log's, not the flavor's
         mlflow.keras.save_model(path=path, **kwargs)
 
 
