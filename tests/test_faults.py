@@ -429,24 +429,54 @@ def test_a_tied_command_ends_with_all_it_started_when_its_starter_dies():
             os.kill(stage, signal.SIGKILL)
 
 
-WRITER = """
-import os, sys
+COMMAND = """
+import sys, time
 from wardrobe import processes
 processes.handle_interrupts()
-open(sys.argv[1] + ".up", "w").close()
+seen, prints = sys.argv[1], sys.argv[2] == "prints"
 try:
-    while True:  # a training's progress lines
-        print("x" * 100, flush=True)
+    open(seen + ".up", "w").close()
+    end = time.monotonic() + 60  # then it gives up by itself
+    while time.monotonic() < end:  # a training: its progress lines, or nothing for a while
+        if prints:
+            print("x" * 100, flush=True)
+        else:
+            time.sleep(0.1)
+    print("finished")
 except BaseException as exc:
-    with open(sys.argv[1], "w") as fh:
+    with open(seen, "w") as fh:
         fh.write(type(exc).__name__)
 """
 TRIAL_STARTER = """
-import sys
+import _thread, os, signal, sys, threading, time
 from pathlib import Path
 from wardrobe.sweep.trial import _run
-_run([sys.executable, "-c", *sys.argv[1:]], Path.cwd(), {**__import__("os").environ}, "w")
+command, seen, prints, cancelled = sys.argv[1:]
+if cancelled == "cancelled":
+    # a Ray worker handles SIGINT whatever it inherited (a suite started with `&` ignores
+    # it), and interrupt_main() does nothing where SIGINT is ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    def cancel():  # as Ray cancels a running task: interrupt_main() from another thread
+        while not Path(seen + ".up").exists():
+            time.sleep(0.05)
+        _thread.interrupt_main()
+    threading.Thread(target=cancel, daemon=True).start()
+try:
+    _run([sys.executable, "-c", command, seen, prints], Path.cwd(), dict(os.environ), "w")
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
 """
+
+
+def start_trial(seen: Path, prints: bool, cancelled: bool, **popen) -> subprocess.Popen:
+    """A trial's `_run` of a command that marks `seen`.up once running and writes to `seen`
+    the exception that ended it; the command prints progress lines or nothing, and the
+    trial is cancelled as Ray cancels one, or not."""
+    return subprocess.Popen(
+        [sys.executable, "-c", TRIAL_STARTER, COMMAND, str(seen),
+         "prints" if prints else "silent", "cancelled" if cancelled else "running"],
+        env=stage_env({}), cwd=seen.parent, start_new_session=True, **popen,
+    )  # fmt: skip
 
 
 def test_a_trials_command_that_loses_its_starter_is_interrupted_not_broken(tmp_path):
@@ -456,10 +486,7 @@ def test_a_trials_command_that_loses_its_starter_is_interrupted_not_broken(tmp_p
     pipe in 2 of 5 tries; 8 tries."""
     for attempt in range(8):
         seen = tmp_path / f"seen-{attempt}"
-        starter = subprocess.Popen(
-            [sys.executable, "-c", TRIAL_STARTER, WRITER, str(seen)], env=stage_env({}),
-            cwd=tmp_path, start_new_session=True,
-        )  # fmt: skip
+        starter = start_trial(seen, prints=True, cancelled=False)
         deadline = time.monotonic() + EXIT_WITHIN_S
         while not Path(f"{seen}.up").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -472,49 +499,13 @@ def test_a_trials_command_that_loses_its_starter_is_interrupted_not_broken(tmp_p
         assert seen.read_text() == "KeyboardInterrupt", f"try {attempt}: {seen.read_text()}"
 
 
-SILENT = """
-import sys, time
-from wardrobe import processes
-processes.handle_interrupts()
-try:
-    open(sys.argv[1] + ".up", "w").close()
-    end = time.monotonic() + 60
-    while time.monotonic() < end:  # a training that prints nothing for a while
-        time.sleep(0.1)
-    print("finished")
-except BaseException as exc:
-    with open(sys.argv[1], "w") as fh:
-        fh.write(type(exc).__name__)
-"""
-CANCELLED_STARTER = """
-import _thread, os, signal, sys, threading, time
-from pathlib import Path
-from wardrobe.sweep.trial import _run
-# a Ray worker handles SIGINT whatever it inherited (a suite started with `&` ignores it),
-# and interrupt_main() does nothing where SIGINT is ignored
-signal.signal(signal.SIGINT, signal.default_int_handler)
-def cancel():  # as Ray cancels a running task: interrupt_main() from another thread
-    while not Path(sys.argv[-1] + ".up").exists():
-        time.sleep(0.05)
-    _thread.interrupt_main()
-threading.Thread(target=cancel, daemon=True).start()
-try:
-    _run([sys.executable, "-c", *sys.argv[1:]], Path.cwd(), dict(os.environ), "w")
-except KeyboardInterrupt:
-    print("interrupted", flush=True)
-"""
-
-
 def test_a_cancelled_trial_stops_its_silent_command(tmp_path):
     """A stopped sweep: Ray raises KeyboardInterrupt in the trial's thread only when that
     thread runs Python. A trial blocked in wait() on a command that prints nothing would
     not hear it until the command ended (a whole training, its run FINISHED); the trial must
     stop it at once, and the command get the SIGTERM that ends its run KILLED."""
     seen = tmp_path / "seen"  # the command gives up by itself after 60 s
-    starter = subprocess.Popen(
-        [sys.executable, "-c", CANCELLED_STARTER, SILENT, str(seen)], env=stage_env({}),
-        cwd=tmp_path, stdout=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+    starter = start_trial(seen, prints=False, cancelled=True, stdout=subprocess.PIPE, text=True)
     try:
         out, _ = starter.communicate(timeout=EXIT_WITHIN_S)
     except subprocess.TimeoutExpired:
