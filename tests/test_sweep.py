@@ -172,12 +172,18 @@ POINTS = ("t-beta7", "t-beta3000", "t-beta50")
 VAE_ONLY = ("train_vae", "evaluate@vae", "collect", "plots@vae", "explore")
 
 
+STOPS = (("SIGINT", 130), ("SIGTERM", 143))  # Ctrl-C twice to the group; SIGTERM to the driver
+
+
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory):
-    """A committed tiny project with a three-point sweep over vae.beta, run with --parallel 2:
-    the first point alone, then the other two at once. Its dvc.lock holds the data stages and
-    the AE as another machine ran them, their outputs not in this cache (a fresh clone's
-    case): stages that match the lock, whose outputs are not here."""
+def stopped(tmp_path_factory):
+    """A committed tiny project with a three-point sweep over vae.beta. Its dvc.lock holds the
+    data stages and the AE as another machine ran them, their outputs not in this cache (a
+    fresh clone's case): stages that match the lock, whose outputs are not here. The sweep is
+    started twice, one point at a time, and stopped each time while its first point's first
+    training runs: by Ctrl-C, then by SIGTERM. Yields the project and, per signal, (exit
+    status, stderr lines, the training's run id, what .sweep/trials and TMPDIR's Ray
+    directories held after the exit, and what still ran in the project 30 s later)."""
     repo = project_repo(tmp_path_factory.mktemp("sweep") / "project")
     write_params(repo, repo / "params.yaml", **TINY_RUN)
     write_sweep(repo, "name: t\ngrid:\n  vae.beta: [7, 3000, 50]\n")
@@ -185,6 +191,36 @@ def swept(tmp_path_factory):
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     commit(repo, "a tiny pipeline, its data and AE, and its sweep")
     shutil.rmtree(repo / ".dvc" / "cache")
+    tmp = Path(tempfile.mkdtemp(prefix="wst-"))  # TMPDIR: short, as Ray's sockets need
+
+    def ctrl_c(sweep: subprocess.Popen) -> None:
+        os.killpg(sweep.pid, signal.SIGINT)
+        time.sleep(1)
+        os.killpg(sweep.pid, signal.SIGINT)
+
+    sends = {"SIGINT": ctrl_c, "SIGTERM": lambda s: s.send_signal(signal.SIGTERM)}
+    stops = {}
+    try:
+        for name, _ in STOPS:
+            status, err, run = interrupted(repo, tmp, sends[name])
+            print("\n".join(err[-4:]))
+            trials = list((repo / ".sweep" / "trials").iterdir())
+            ray = list(tmp.glob("wardrobe-ray-*"))
+            deadline = time.monotonic() + 30
+            while (left := in_project(repo)) and time.monotonic() < deadline:
+                time.sleep(1)
+            stops[name] = (status, err, run, trials, ray, left)
+    finally:
+        shutil.rmtree(tmp)  # what the stages' tools left there
+    return repo, stops
+
+
+@pytest.fixture(scope="module")
+def swept(stopped):
+    """The stopped project's sweep run again, with --parallel 2: the first point alone (the
+    data's outputs come from the stopped runs' cache, the AE's from nowhere), then the other
+    two at once."""
+    repo, _ = stopped
     return repo, sweep_cli(repo, "run", "sweeps/s.yaml", "--parallel", "2")
 
 
@@ -200,9 +236,10 @@ def test_a_local_sweep_runs_its_points_at_once_and_keeps_every_one(swept):
     points = {p["point"]: p for p in results["points"]}
     assert set(points) == set(POINTS)
     assert all(p["status"] == "done" for p in points.values()), points
-    # The first point alone runs every stage; the other two, at the same time, restore the
-    # data, the AE and the classifier from the shared run cache and train only their VAE,
-    # which is all they evaluate and draw: the AE's evaluation and figures are restored too.
+    # The first point alone trains every model (its data came from the stopped runs'); the
+    # other two, at the same time, restore the data, the AE and the classifier from the
+    # shared run cache and train only their VAE, which is all they evaluate and draw: the
+    # AE's evaluation and figures are restored too.
     first, second, third = (points[p] for p in POINTS)
     assert first["ended"] <= min(second["started"], third["started"])
     assert max(second["started"], third["started"]) < min(second["ended"], third["ended"]), (
@@ -478,49 +515,26 @@ def interrupted(repo: Path, tmp: Path, send) -> tuple[int, list[str], str]:
 
 
 @pytest.mark.slow
-def test_ctrl_c_or_sigterm_stops_a_sweep_with_one_line_and_the_next_run_finishes(tmp_path):
+def test_ctrl_c_or_sigterm_stops_a_sweep_with_one_line_and_the_next_run_finishes(stopped, swept):
     """Ctrl-C (twice, to the whole process group) and SIGTERM (to the driver): the running
     point is cancelled, its training's run ends KILLED, its clone is removed, nothing of it
-    runs on, the Ray runtime's private directory is gone; one line, exit 130 or 143. The
-    next run of the sweep runs every point."""
-    repo = project_repo(tmp_path / "project")
-    write_params(repo, repo / "params.yaml", **TINY_RUN)
-    write_sweep(repo, "name: t\ngrid:\n  vae.beta: [7, 50]\n")
-    commit(repo, "a tiny pipeline and its sweep")
-    tmp = Path(tempfile.mkdtemp(prefix="wst-"))  # TMPDIR: short, as Ray's sockets need
-    client = None
-
-    def ctrl_c(sweep: subprocess.Popen) -> None:
-        os.killpg(sweep.pid, signal.SIGINT)
-        time.sleep(1)
-        os.killpg(sweep.pid, signal.SIGINT)
-
-    for send, name, code in (
-        (ctrl_c, "SIGINT", 130),
-        (lambda s: s.send_signal(signal.SIGTERM), "SIGTERM", 143),
-    ):
-        status, err, run = interrupted(repo, tmp, send)
-        print("\n".join(err[-4:]))
+    runs on, the Ray runtime's private directory is gone, no other point starts; one line,
+    exit 130 or 143. The next run of the sweep runs every point."""
+    repo, stops = stopped
+    client = client_for(repo)
+    for name, code in STOPS:
+        status, err, run, trials, ray, left = stops[name]
         assert status == code, err
         assert err[-1] == (
-            f"sweep: error: stopped by {name}: 1 running point(s) cancelled (t-beta7), 0 of 2 "
+            f"sweep: error: stopped by {name}: 1 running point(s) cancelled (t-beta7), 0 of 3 "
             "finished; run the sweep again to run the rest"
         ), err
         assert f"sweep: {name}: stopping the running points; no new one starts" in err
-        assert not any("t-beta50 started" in line for line in err), err
-        client = client or client_for(repo)
+        assert not any(f"{p} started" in line for p in POINTS[1:] for line in err), err
         assert client.get_run(run).info.status == "KILLED"
-        assert list((repo / ".sweep" / "trials").iterdir()) == []
-        assert list(tmp.glob("wardrobe-ray-*")) == []
-        deadline = time.monotonic() + 30
-        while left := in_project(repo):
-            assert time.monotonic() < deadline, left
-            time.sleep(1)
-
-    shutil.rmtree(tmp)  # what the stages' tools left there
-    done = sweep_cli(repo, "run", "sweeps/s.yaml", timeout=900)
+        assert trials == [] and ray == [], (trials, ray)
+        assert left == [], f"still running in the project 30 s after the sweep stopped: {left}"
+    _, done = swept  # (its results file may since hold a later run's)
     assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads((repo / "reports" / "sweeps" / "t.json").read_text())
-    assert {p["point"]: p["status"] for p in results["points"]} == {
-        "t-beta7": "done", "t-beta50": "done",
-    }  # fmt: skip
+    for point in POINTS:
+        assert f"sweep: {point} done on node " in done.stderr, done.stderr[-3000:]
