@@ -172,7 +172,18 @@ POINTS = ("t-beta7", "t-beta3000", "t-beta50")
 VAE_ONLY = ("train_vae", "evaluate@vae", "collect", "plots@vae", "explore")
 
 
-STOPS = (("SIGINT", 130), ("SIGTERM", 143))  # Ctrl-C twice to the group; SIGTERM to the driver
+def ctrl_c(sweep: subprocess.Popen) -> None:
+    """As a terminal's Ctrl-C, twice: SIGINT to the whole foreground process group."""
+    os.killpg(sweep.pid, signal.SIGINT)
+    time.sleep(1)
+    os.killpg(sweep.pid, signal.SIGINT)
+
+
+def sigterm(sweep: subprocess.Popen) -> None:
+    sweep.send_signal(signal.SIGTERM)  # to the driver alone
+
+
+STOPS = (("SIGINT", 130, ctrl_c), ("SIGTERM", 143, sigterm))  # (name, exit status, sender)
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +192,7 @@ def stopped(tmp_path_factory):
     data stages and the AE as another machine ran them, their outputs not in this cache (a
     fresh clone's case): stages that match the lock, whose outputs are not here. The sweep is
     started twice, one point at a time, and stopped each time while its first point's first
-    training runs: by Ctrl-C, then by SIGTERM. Yields the project and, per signal, (exit
+    training runs: by Ctrl-C, then by SIGTERM. Returns the project and, per signal, (exit
     status, stderr lines, the training's run id, what .sweep/trials and TMPDIR's Ray
     directories held after the exit, and what still ran in the project 30 s later)."""
     repo = project_repo(tmp_path_factory.mktemp("sweep") / "project")
@@ -192,17 +203,10 @@ def stopped(tmp_path_factory):
     commit(repo, "a tiny pipeline, its data and AE, and its sweep")
     shutil.rmtree(repo / ".dvc" / "cache")
     tmp = Path(tempfile.mkdtemp(prefix="wst-"))  # TMPDIR: short, as Ray's sockets need
-
-    def ctrl_c(sweep: subprocess.Popen) -> None:
-        os.killpg(sweep.pid, signal.SIGINT)
-        time.sleep(1)
-        os.killpg(sweep.pid, signal.SIGINT)
-
-    sends = {"SIGINT": ctrl_c, "SIGTERM": lambda s: s.send_signal(signal.SIGTERM)}
     stops = {}
     try:
-        for name, _ in STOPS:
-            status, err, run = interrupted(repo, tmp, sends[name])
+        for name, _, send in STOPS:
+            status, err, run = interrupted(repo, tmp, send)
             print("\n".join(err[-4:]))
             trials = list((repo / ".sweep" / "trials").iterdir())
             ray = list(tmp.glob("wardrobe-ray-*"))
@@ -522,7 +526,7 @@ def test_ctrl_c_or_sigterm_stops_a_sweep_with_one_line_and_the_next_run_finishes
     exit 130 or 143. The next run of the sweep runs every point."""
     repo, stops = stopped
     client = client_for(repo)
-    for name, code in STOPS:
+    for name, code, _ in STOPS:
         status, err, run, trials, ray, left = stops[name]
         assert status == code, err
         assert err[-1] == (
