@@ -308,6 +308,11 @@ def test_measure_runs_each_seed_as_an_experiment_and_leaves_the_workspace(retrai
     # The data's facts do not move with the seed: the floor of the BCE is the same in all.
     assert len(set(metrics["ae.test.bce_floor"]["values"])) == 1
     assert summary["params"]["ae.epochs"] == 1
+    # Each seed trained and evaluated its models, and drew neither figures nor the page's files.
+    sweep = json.loads((repo / "reports" / "sweeps" / "noise.json").read_text())
+    for point in sweep["points"]:
+        assert {"train_ae", "train_vae", "collect"} <= set(point["ran"]), point
+        assert not {"plots@ae", "plots@vae", "explore"} & set(point["ran"]), point
     # The workspace is untouched but for the new noise file.
     after = subprocess.run(
         ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True

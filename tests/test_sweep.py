@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import (
     ROOT,
@@ -69,6 +70,26 @@ grid:
     assert params.ae.filters == (8, 16) and params.ae.epochs == 2
     assert sweep.keys == ["vae.beta", "ae.latent_dim", "vae.latent_dim", "ae.filters",
                           "ae.epochs"]  # fmt: skip
+    assert sweep.stages == ()  # the whole pipeline
+
+
+def test_the_noise_sweep_runs_the_stages_its_metrics_come_from(tmp_path):
+    """sweeps/noise.yaml names `collect`, whose upstream writes every metric the tolerances
+    read; a sweep file's stages are `dvc exp run`'s targets, printed with each point's -S."""
+    sweep = spec.load(ROOT / "sweeps" / "noise.yaml", ROOT / "params.yaml")
+    assert sweep.stages == ("collect",)
+    from wardrobe import noise
+
+    collect = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["collect"]
+    written = [next(iter(o)) if isinstance(o, dict) else o
+               for o in collect.get("metrics", []) + collect.get("outs", [])]  # fmt: skip
+    assert set(noise.FILES) <= set(written)
+    listed = subprocess.run(
+        [sys.executable, "-m", "wardrobe.sweep", "points", "sweeps/noise.yaml"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0] == "noise-seed1 -S seed=1 collect"
 
 
 @pytest.mark.parametrize("value", [500, 0.0005, 1e-12, True, "bce", "yes", "1.5", [32, 64], None])
@@ -105,7 +126,16 @@ def test_a_set_argument_reads_back_as_its_value(tmp_path, value):
         ("grid: {ae.latent_dim: [2], z: {keys: [ae.latent_dim], values: [4]}}\n",
          r"a params key is on two axes of the grid"),
         ("name: Claims\ngrid: {vae.beta: [1]}\n", r"name must be lower-case letters"),
-        ("grids: {vae.beta: [1]}\n", r"grids is not a known key \(known: grid, name, set\)$"),
+        ("grids: {vae.beta: [1]}\n",
+         r"grids is not a known key \(known: grid, name, set, stages\)$"),
+        ("grid: {seed: [1]}\nstages: [evaluate]\n",
+         r"s.yaml: stages: evaluate is not a stage of dvc.yaml \(its stages: fetch, preprocess, "
+         r"validate, train_ae, train_vae, train_classifier, reference, evaluate@ae, "
+         r"evaluate@vae, collect, plots@ae, plots@vae, explore\)$"),
+        ("grid: {seed: [1]}\nstages: collect\n",
+         r"s.yaml: stages must be a non-empty list of dvc.yaml's stage names$"),
+        ("grid: {seed: [1]}\nstages: [collect, plots@ae, collect]\n",
+         r"s.yaml: stages repeats a stage: \['collect', 'plots@ae', 'collect'\]$"),
         ("grid: [vae.beta\n", r"s.yaml: not valid YAML at line 2; fix the syntax$"),
         ("grid: {seed.x: [1]}\n", r"seed.x: seed is not a section of params.yaml"),
         ("grid:\n  vae.beta: [1]\n  vae.beta: [2]\n",

@@ -38,7 +38,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help=f"run a sweep of more than {MAX_POINTS} points (make sweep ALLOW_LARGE=1)",
     )
-    points = commands.add_parser("points", help="the sweep's points and their -S arguments")
+    points = commands.add_parser(
+        "points", help="the sweep's points and their `dvc exp run` arguments (-S, the stages)"
+    )
     points.add_argument("sweep", type=Path)
     args = parser.parse_args(argv)
     if getattr(args, "parallel", None) is not None and args.parallel < 1:
@@ -50,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sweep = spec.load(args.sweep, root / "params.yaml")
         if args.command == "points":
             for point in sweep.points:
-                print(point.name, shlex.join(point.set_args()))
+                print(point.name, shlex.join([*point.set_args(), *sweep.stages]))
             return
         if len(sweep.points) > MAX_POINTS and not args.allow_large:
             raise spec.SweepError(

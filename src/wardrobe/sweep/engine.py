@@ -408,7 +408,7 @@ def run(
         work_root = str(root / STATE / "trials") if address is None else "/tmp/wardrobe-trials"
         trials = [
             Trial(sweep.name, p.name, tuple(p.set_args()), commit, place.git_remote,
-                  work_root, place.cache_dir, dict(place.env), place.dvc_remote)
+                  work_root, place.cache_dir, dict(place.env), place.dvc_remote, sweep.stages)
             for p in sweep.points
         ]  # fmt: skip
         where = f"on {address}" if address else f"on this machine, {parallel} at once"

@@ -8,6 +8,8 @@
       z:                          # keys that move together: one axis, named z
         keys: [ae.latent_dim, vae.latent_dim]
         values: [2, 8]
+    stages: [collect]             # what each point runs, with the stages upstream of it
+                                  # (`dvc exp run`'s targets; optional, default: every stage)
 
 spans six points, named `claims-beta50-z2`, `claims-beta50-z8`, ... in the grid's order (the
 last axis moves fastest). `load` validates every point's params as params.yaml would be (the
@@ -63,6 +65,7 @@ class Sweep:
     fixed: Mapping[str, Any]
     axes: tuple[Axis, ...]
     points: tuple[Point, ...]
+    stages: tuple[str, ...] = ()  # `dvc exp run`'s targets; none: the whole pipeline
 
     @property
     def keys(self) -> list[str]:
@@ -141,6 +144,36 @@ def _axes(grid: Any, where: str) -> tuple[Axis, ...]:
     return tuple(axes)
 
 
+def pipeline_stages(dvc_yaml: Path) -> list[str]:
+    """The stage names of a dvc.yaml, as `dvc exp run` takes them (`foreach` expanded:
+    `evaluate@vae`)."""
+    names = []
+    for name, stage in (parse(dvc_yaml.read_text()).get("stages") or {}).items():
+        items = stage.get("foreach") if isinstance(stage, dict) else None
+        names += [f"{name}@{item}" for item in items] if items else [name]
+    return names
+
+
+def _stages(stages: Any, dvc_yaml: Path, where: str) -> tuple[str, ...]:
+    if stages is None:
+        return ()
+    if not (isinstance(stages, list) and stages and all(isinstance(s, str) for s in stages)):
+        raise SweepError(f"{where}: stages must be a non-empty list of dvc.yaml's stage names")
+    try:
+        known = pipeline_stages(dvc_yaml)
+    except OSError as exc:
+        raise SweepError(f"{where}: stages: {dvc_yaml}: {exc.strerror}") from None
+    unknown = [s for s in stages if s not in known]
+    if unknown:
+        raise SweepError(
+            f"{where}: stages: {unknown[0]} is not a stage of {dvc_yaml.name} (its stages: "
+            f"{', '.join(known)})"
+        )
+    if len(set(stages)) < len(stages):
+        raise SweepError(f"{where}: stages repeats a stage: {stages}")
+    return tuple(stages)
+
+
 def load(
     path: str | Path,
     params_path: str | Path = "params.yaml",
@@ -171,9 +204,11 @@ def load(
         raise SweepError(f"{where}: {syntax_error(exc)}") from None
     if not isinstance(raw, dict):
         raise SweepError(f"{where}: must be a mapping with name: and grid:")
-    unknown = sorted(set(raw) - {"name", "set", "grid"})
+    unknown = sorted(set(raw) - {"name", "set", "grid", "stages"})
     if unknown:
-        raise SweepError(f"{where}: {unknown[0]} is not a known key (known: grid, name, set)")
+        raise SweepError(
+            f"{where}: {unknown[0]} is not a known key (known: grid, name, set, stages)"
+        )
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise SweepError(
@@ -187,6 +222,7 @@ def load(
     clash = sorted(set(fixed) & {k for a in axes for k in a.keys})
     if clash:
         raise SweepError(f"{where}: {clash[0]} is in set: and in the grid; keep one")
+    stages = _stages(raw.get("stages"), Path(params_path).parent / "dvc.yaml", where)
     base = parse(Path(params_path).read_text())
     points = []
     for combo in itertools.product(*(a.values for a in axes)):
@@ -200,7 +236,7 @@ def load(
         except SweepError as exc:
             raise SweepError(f"{where} (point {point}): {exc}") from None
         points.append(Point(point, values))
-    return Sweep(path, name, fixed, axes, tuple(points))
+    return Sweep(path, name, fixed, axes, tuple(points), stages)
 
 
 def point_params(sweep: Sweep, point: Point, params_path: str | Path) -> Params:

@@ -50,6 +50,7 @@ class Trial:
     # project's remote may be configured only locally (.dvc/config.local, not in a clone);
     # its keys come from the node's environment, never through the scheduler.
     dvc_remote: tuple[str, str | None] | None = None
+    targets: tuple[str, ...] = ()  # the stages `dvc exp run` runs (with their upstream); all
 
 
 @dataclass(frozen=True)
@@ -203,8 +204,8 @@ def run_trial(trial: Trial, node: str | None = None) -> Outcome:
         (clone / "dvc.lock").unlink(missing_ok=True)
         # --pull: what a stage reads, and what the run cache restores, comes from the remote
         pull = [] if trial.cache_dir else ["--pull"]
-        done = _run([dvc, "exp", "run", *pull, "-n", trial.point, *trial.set_args], clone, env,
-                    "dvc exp run")  # fmt: skip
+        done = _run([dvc, "exp", "run", *pull, "-n", trial.point, *trial.set_args,
+                     *trial.targets], clone, env, "dvc exp run")  # fmt: skip
         push = [dvc, "exp", "push", "origin", trial.point]
         push += ["--no-cache"] if trial.cache_dir else ["--run-cache"]
         _run(push, clone, env, "dvc exp push")
