@@ -152,7 +152,7 @@ def test_quick_pipeline_runs_every_stage_and_reruns_only_what_changed(retrained_
     # classes for loading), so the reference, the AE's evaluation and the page's data re-run.
     append_comment(repo / "src" / "wardrobe" / "models" / "vae.py")
     assert out_of_date(repo) == {"train_vae", *EVALUATION_STAGES, "explore"} - {"collect"}
-    subprocess.run(["git", "checkout", "--", "src"], cwd=repo, check=True)
+    subprocess.run(["git", "checkout", "--", "src/wardrobe/models/vae.py"], cwd=repo, check=True)
     # A params edit re-runs its stage and what reads its outputs: the VAE's, not the AE's.
     edit_params(repo, "vae", beta=1000)
     second = dvc(repo, "repro")
