@@ -73,7 +73,7 @@ grid:
     assert sweep.stages == ()  # the whole pipeline
 
 
-def test_the_noise_sweep_runs_the_stages_its_metrics_come_from(tmp_path):
+def test_the_noise_sweep_runs_the_stages_its_metrics_come_from():
     """sweeps/noise.yaml names `collect`, whose upstream writes every metric the tolerances
     read; a sweep file's stages are `dvc exp run`'s targets, printed with each point's -S."""
     sweep = spec.load(ROOT / "sweeps" / "noise.yaml", ROOT / "params.yaml")

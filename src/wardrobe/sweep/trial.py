@@ -50,7 +50,7 @@ class Trial:
     # project's remote may be configured only locally (.dvc/config.local, not in a clone);
     # its keys come from the node's environment, never through the scheduler.
     dvc_remote: tuple[str, str | None] | None = None
-    targets: tuple[str, ...] = ()  # the stages `dvc exp run` runs (with their upstream); all
+    targets: tuple[str, ...] = ()  # `dvc exp run`'s (the sweep's stages:); none: every stage
 
 
 @dataclass(frozen=True)
