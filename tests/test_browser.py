@@ -294,44 +294,37 @@ def test_the_reports_open_in_a_browser_without_the_network(retrained_copy, brows
 
 
 @pytest.mark.slow
-def test_dvc_exp_run_tags_its_mlflow_runs_with_the_experiment_name(retrained_copy):
-    repo = retrained_copy
-    result = dvc(repo, "exp", "run", "-n", "beta-1000", "-S", "vae.beta=1000")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert ran_stages(result.stdout) == VAE_STAGES  # the AE is neither evaluated nor drawn
-
-    shown = dvc(repo, "exp", "show", "--json")
-    assert shown.returncode == 0 and "beta-1000" in shown.stdout
-
-    client = client_for(repo)
-    experiment = client.get_experiment_by_name("wardrobe").experiment_id
-    runs = client.search_runs([experiment], "tags.dvc_exp_name = 'beta-1000'")
-    by_name = {r.info.run_name: r for r in runs}
-    assert sorted(by_name) == ["vae", "vae/eval"]
-    assert by_name["vae"].data.params["vae.beta"] == "1000.0"
-    assert "test.kl" in by_name["vae/eval"].data.metrics  # the experiment's evaluation
-    assert by_name["vae/eval"].data.tags["mlflow.parentRunId"] == by_name["vae"].info.run_id
-
-
-@pytest.mark.slow
-def test_an_evaluate_only_experiment_adds_evaluation_runs_and_leaves_the_training_runs(
-    retrained_copy,
-):
-    """`dvc exp run -S evaluate.generated=…` after the default: per model, a second
-    evaluation run of the same training run, with the other evaluate.generated; the training
-    runs' metrics as they were."""
+def test_dvc_exp_run_runs_what_its_params_change_and_tags_its_mlflow_runs(retrained_copy):
+    """`dvc exp run -S vae.beta=… -S evaluate.generated=…` after the default: the VAE trains
+    again (its runs tagged with the experiment's name); the AE and the classifier are not
+    trained, and each gets a second evaluation run of its training run, with the other
+    evaluate.generated, the training runs' metrics as they were."""
     repo = retrained_copy
     client = client_for(repo)
     trained = {
         model: json.loads((repo / "models" / model / "run.json").read_text())["run_id"]
-        for model in ("ae", "vae", "classifier")
+        for model in ("ae", "classifier")
     }
     before = {model: client.get_run(run_id).data.metrics for model, run_id in trained.items()}
     generated = load(repo / "params.yaml").evaluate.generated
-    result = dvc(repo, "exp", "run", "-n", "generated-800", "-S", "evaluate.generated=800")
+    result = dvc(repo, "exp", "run", "-n", "beta-1000", "-S", "vae.beta=1000",
+                 "-S", "evaluate.generated=800")  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert ran_stages(result.stdout) == EVALUATION_STAGES
+    # no AE or classifier training, no data stage: what beta and the evaluation reach
+    ran = ran_stages(result.stdout)
+    assert sorted(ran) == sorted({*VAE_STAGES, *EVALUATION_STAGES}), ran
+
+    shown = dvc(repo, "exp", "show", "--json")
+    assert shown.returncode == 0 and "beta-1000" in shown.stdout
+
     experiment = client.get_experiment_by_name("wardrobe").experiment_id
+    runs = client.search_runs([experiment], "tags.dvc_exp_name = 'beta-1000'")
+    by_name = {r.info.run_name: r for r in runs}
+    assert sorted(by_name) == ["ae/eval", "classifier/eval", "vae", "vae/eval"]
+    assert by_name["vae"].data.params["vae.beta"] == "1000.0"
+    assert "test.kl" in by_name["vae/eval"].data.metrics  # the experiment's evaluation
+    assert by_name["vae/eval"].data.tags["mlflow.parentRunId"] == by_name["vae"].info.run_id
+    assert by_name["vae/eval"].data.params["evaluate.generated"] == "800"
     for model, run_id in trained.items():
         assert client.get_run(run_id).data.metrics == before[model], model
         evaluations = client.search_runs(
@@ -341,7 +334,5 @@ def test_an_evaluate_only_experiment_adds_evaluation_runs_and_leaves_the_trainin
         assert [r.data.params["evaluate.generated"] for r in evaluations][-2:] == [
             str(generated), "800",
         ], model  # fmt: skip
-        assert evaluations[-1].data.tags["dvc_exp_name"] == "generated-800"
-        assert "test.generation.frechet_distance" in evaluations[-1].data.metrics or (
-            model == "classifier"
-        )
+        assert evaluations[-1].info.run_id == by_name[f"{model}/eval"].info.run_id, model
+    assert "test.generation.frechet_distance" in by_name["ae/eval"].data.metrics
