@@ -15,7 +15,7 @@ import pytest
 import yaml
 from scipy.stats import t
 
-from conftest import ROOT, VENV_BIN, commit, repo_env
+from conftest import ROOT, VENV_BIN, commit, dvc, repo_env
 from wardrobe import noise
 
 
@@ -332,6 +332,14 @@ def test_measure_runs_each_seed_as_an_experiment_and_leaves_the_workspace(retrai
             again.stderr
         )
     assert json.loads((repo / "reports" / "noise.json").read_text()) == summary
+    # A seed's experiment applies: its lock holds the commit's figures and page files, which
+    # `dvc status` names out of date (`dvc repro` draws them for that seed), and nothing else.
+    applied = dvc(repo, "exp", "apply", "noise-seed1")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert yaml.safe_load((repo / "params.yaml").read_text())["seed"] == 1
+    status = dvc(repo, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert sorted(json.loads(status.stdout)) == ["explore", "plots@ae", "plots@vae"], status.stdout
 
 
 def test_one_verdict_rests_on_the_runs_of_both_sides():

@@ -168,6 +168,32 @@ def sweep_cli(repo: Path, *args: str, timeout: int = 900) -> subprocess.Complete
     )  # fmt: skip
 
 
+def test_a_trial_keeps_the_lock_entries_of_the_stages_its_targets_do_not_reach(tmp_path):
+    """Up to collect, a point runs every stage but the figures and the page's files: its
+    clone's dvc.lock keeps their entries (so its experiment's lock names every stage's
+    outputs, and `dvc exp apply` finds them), and loses every other (so that each stage it
+    runs is looked up in the run cache). Without targets, the lock goes."""
+    from wardrobe.sweep.order import outside, pipeline
+    from wardrobe.sweep.trial import forget_locked
+
+    stages = pipeline(ROOT)
+    assert outside(stages, ["collect"]) == ("plots@ae", "plots@vae", "explore")
+    assert set(outside(stages, ["plots@vae", "train_ae"])) == {
+        "evaluate@ae", "collect", "plots@ae", "explore",
+    }  # fmt: skip
+    assert outside(stages, []) == ()
+    lock = tmp_path / "dvc.lock"
+    locked = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    lock.write_text((ROOT / "dvc.lock").read_text())
+    forget_locked(lock, keep=outside(stages, ["collect"]))
+    kept = yaml.safe_load(lock.read_text())
+    assert kept["schema"] == locked["schema"]
+    assert kept["stages"] == {s: locked["stages"][s] for s in ("plots@ae", "plots@vae", "explore")}
+    forget_locked(lock)
+    assert not lock.exists()
+    forget_locked(lock)  # a commit without a lock
+
+
 def test_a_point_waits_for_the_earlier_points_that_first_compute_its_stages(tmp_path):
     """On β x latent size: the first point computes the data stages every point shares, the
     first point of each latent size its AE; the others wait for those, and only for those."""

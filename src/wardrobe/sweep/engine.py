@@ -37,7 +37,7 @@ from wardrobe.errors import WardrobeError
 from wardrobe.fsio import write_json, write_secret
 from wardrobe.gitstate import PIPELINE, changed, git, head
 from wardrobe.processes import environment_tool
-from wardrobe.sweep.order import stage_params, waits
+from wardrobe.sweep.order import outside, pipeline, waits
 from wardrobe.sweep.spec import Sweep
 from wardrobe.sweep.trial import Outcome, Trial, run_trial
 from wardrobe.tracking.runs import flatten
@@ -382,7 +382,9 @@ def run(
     """Run every point of `sweep` not yet on the git remote; write reports/sweeps/<name>.json
     (every point's params, status and metrics) and return the outcomes."""
     commit = require_committed(root, sweep)
-    order = waits(sweep.points, stage_params(root))
+    stages = pipeline(root)
+    order = waits(sweep.points, {name: stage.params for name, stage in stages.items()})
+    kept = outside(stages, sweep.stages)
     address = address or os.environ.get("RAY_ADDRESS") or None
     place = cluster_place(root, address, commit) if address else local_place(root)
     ray_token(root)
@@ -408,7 +410,8 @@ def run(
         work_root = str(root / STATE / "trials") if address is None else "/tmp/wardrobe-trials"
         trials = [
             Trial(sweep.name, p.name, tuple(p.set_args()), commit, place.git_remote,
-                  work_root, place.cache_dir, dict(place.env), place.dvc_remote, sweep.stages)
+                  work_root, place.cache_dir, dict(place.env), place.dvc_remote, sweep.stages,
+                  kept)
             for p in sweep.points
         ]  # fmt: skip
         where = f"on {address}" if address else f"on this machine, {parallel} at once"

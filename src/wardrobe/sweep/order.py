@@ -16,15 +16,21 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from wardrobe.sweep.spec import Point
 
 
-def stage_params(root: Path) -> dict[str, tuple[str, ...]]:
-    """Each stage's params entries (`ae`, `preprocess.limit_train`, `seed`), those of the
-    stages upstream of it included. The stages and what is upstream of each are root's
-    dvc.yaml as DVC resolves it (`foreach` expanded: `evaluate@vae`; its graph's edges run
-    from a stage to those whose outputs it depends on)."""
+class Stage(NamedTuple):
+    upstream: tuple[str, ...]  # the stages whose outputs it depends on, and theirs
+    params: tuple[str, ...]  # the params entries it and its upstream stages read
+
+
+def pipeline(root: Path) -> dict[str, Stage]:
+    """Each stage of root's dvc.yaml as DVC resolves it (`foreach` expanded: `evaluate@vae`),
+    with its upstream stages and the params entries (`ae`, `preprocess.limit_train`, `seed`)
+    it and they read; the edges of DVC's graph run from a stage to those whose outputs it
+    depends on."""
     import networkx as nx
     from dvc.dependency import ParamsDependency
     from dvc.repo import Repo
@@ -36,11 +42,27 @@ def stage_params(root: Path) -> dict[str, tuple[str, ...]]:
                     for key in dep.params]
             for stage in graph
         }  # fmt: skip
-        return {
-            stage.name: tuple(sorted({e for s in {stage} | nx.descendants(graph, stage)
-                                      for e in own[s]}))
-            for stage in graph
-        }  # fmt: skip
+        found = {}
+        for stage in graph:
+            upstream = nx.descendants(graph, stage)
+            entries = {e for s in {stage} | upstream for e in own[s]}
+            found[stage.name] = Stage(tuple(sorted(s.name for s in upstream)),
+                                      tuple(sorted(entries)))  # fmt: skip
+        return found
+
+
+def stage_params(root: Path) -> dict[str, tuple[str, ...]]:
+    """Each stage's params entries, those of the stages upstream of it included."""
+    return {name: stage.params for name, stage in pipeline(root).items()}
+
+
+def outside(stages: Mapping[str, Stage], targets: Sequence[str]) -> tuple[str, ...]:
+    """The stages `dvc exp run TARGETS` does not reach: neither a target nor upstream of one
+    (none when there are no targets: then every stage runs)."""
+    if not targets:
+        return ()
+    reached = {s for t in targets for s in (t, *stages[t].upstream)}
+    return tuple(s for s in stages if s not in reached)
 
 
 def waits(points: Sequence[Point], stages: Mapping[str, Sequence[str]]) -> dict[str, set[str]]:

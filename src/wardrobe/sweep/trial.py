@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from wardrobe.processes import environment_tool, tied
 from wardrobe.tracking.runs import SWEEP_VARIABLE
 
@@ -51,6 +53,8 @@ class Trial:
     # its keys come from the node's environment, never through the scheduler.
     dvc_remote: tuple[str, str | None] | None = None
     targets: tuple[str, ...] = ()  # `dvc exp run`'s (the sweep's stages:); none: every stage
+    # The stages the targets do not reach: their entries of the commit's dvc.lock stay
+    kept: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,23 @@ def on_remote(dvc: str, clone: Path, env: Mapping[str, str], point: str) -> bool
     return point in listed.split()
 
 
+def forget_locked(lock: Path, keep: Sequence[str] = ()) -> None:
+    """Remove every stage's entry from dvc.lock but those of the stages in `keep`, which the
+    trial does not run: the experiment's lock keeps them as the commit had them, so that
+    `dvc exp apply` finds every stage's outputs (the commit's, for those), and `dvc status`
+    says which are out of date."""
+    if not lock.exists():
+        return
+    locked = yaml.safe_load(lock.read_text()) or {}
+    stages = {name: entry for name, entry in (locked.get("stages") or {}).items() if name in keep}
+    if not stages:
+        lock.unlink()
+        return
+    tmp = lock.with_name(f"{lock.name}.tmp")
+    tmp.write_text(yaml.safe_dump({**locked, "stages": stages}, sort_keys=False))
+    tmp.replace(lock)
+
+
 def run_trial(trial: Trial, node: str | None = None) -> Outcome:
     start, started = time.perf_counter(), time.time()
     node = node or socket.gethostname()
@@ -199,9 +220,9 @@ def run_trial(trial: Trial, node: str | None = None) -> Outcome:
         # A stage whose deps and params match the commit's dvc.lock is restored only from the
         # outputs that lock names; when they are not in the cache (a fresh clone, a new node),
         # DVC runs the stage again, even when its run cache holds the same stage run by an
-        # earlier trial (dvc/stage/cache.py, StageCache.restore). Without the lock, every
-        # stage is looked up in the run cache; `dvc exp run` writes the lock anew.
-        (clone / "dvc.lock").unlink(missing_ok=True)
+        # earlier trial (dvc/stage/cache.py, StageCache.restore). Without its lock entry, a
+        # stage is looked up in the run cache; `dvc exp run` writes the entry anew.
+        forget_locked(clone / "dvc.lock", keep=trial.kept)
         # --pull: what a stage reads, and what the run cache restores, comes from the remote
         pull = [] if trial.cache_dir else ["--pull"]
         done = _run([dvc, "exp", "run", *pull, "-n", trial.point, *trial.set_args,
