@@ -197,13 +197,14 @@ def test_a_trial_keeps_the_lock_entries_of_the_stages_its_targets_do_not_reach(t
 def test_a_point_waits_for_the_earlier_points_that_first_compute_its_stages(tmp_path):
     """On β x latent size: the first point computes the data stages every point shares, the
     first point of each latent size its AE; the others wait for those, and only for those."""
-    from wardrobe.sweep.order import stage_params, waits
+    from wardrobe.sweep.order import pipeline, waits
 
-    stages = stage_params(ROOT)
-    assert set(stages["train_vae"]) >= {"vae", "seed", "preprocess", "data"}
-    assert "vae" not in stages["train_ae"] and "ae" in stages["evaluate@ae"]
-    assert "ae" not in stages["evaluate@vae"] and "vae" not in stages["plots@ae"]
-    assert {"ae", "vae", "classifier"} <= set(stages["collect"])
+    stages = pipeline(ROOT)
+    read = {name: stage.params for name, stage in stages.items()}
+    assert set(read["train_vae"]) >= {"vae", "seed", "preprocess", "data"}
+    assert "vae" not in read["train_ae"] and "ae" in read["evaluate@ae"]
+    assert "ae" not in read["evaluate@vae"] and "vae" not in read["plots@ae"]
+    assert {"ae", "vae", "classifier"} <= set(read["collect"])
     grid = "  vae.beta: [5, 50, 500]\n  z:\n    keys: [ae.latent_dim, vae.latent_dim]\n"
     path = write_sweep(tmp_path, f"name: g\ngrid:\n{grid}    values: [2, 8]\n")
     points = spec.load(path, ROOT / "params.yaml").points

@@ -383,7 +383,7 @@ def run(
     (every point's params, status and metrics) and return the outcomes."""
     commit = require_committed(root, sweep)
     stages = pipeline(root)
-    order = waits(sweep.points, {name: stage.params for name, stage in stages.items()})
+    order = waits(sweep.points, stages)
     kept = outside(stages, sweep.stages)
     address = address or os.environ.get("RAY_ADDRESS") or None
     place = cluster_place(root, address, commit) if address else local_place(root)

@@ -51,11 +51,6 @@ def pipeline(root: Path) -> dict[str, Stage]:
         return found
 
 
-def stage_params(root: Path) -> dict[str, tuple[str, ...]]:
-    """Each stage's params entries, those of the stages upstream of it included."""
-    return {name: stage.params for name, stage in pipeline(root).items()}
-
-
 def outside(stages: Mapping[str, Stage], targets: Sequence[str]) -> tuple[str, ...]:
     """The stages `dvc exp run TARGETS` does not reach: neither a target nor upstream of one
     (none when there are no targets: then every stage runs)."""
@@ -65,14 +60,14 @@ def outside(stages: Mapping[str, Stage], targets: Sequence[str]) -> tuple[str, .
     return tuple(s for s in stages if s not in reached)
 
 
-def waits(points: Sequence[Point], stages: Mapping[str, Sequence[str]]) -> dict[str, set[str]]:
+def waits(points: Sequence[Point], stages: Mapping[str, Stage]) -> dict[str, set[str]]:
     """For each point, the earlier points it waits for: the first point with each of its
     stages (the same params for that stage and upstream), where that is another point."""
     first: dict[tuple[str, str], str] = {}
     found: dict[str, set[str]] = {}
     for point in points:
         found[point.name] = set()
-        for stage, entries in stages.items():
+        for stage, (_, entries) in stages.items():
             read = {k: v for k, v in point.values.items() if any(_reads(e, k) for e in entries)}
             owner = first.setdefault((stage, json.dumps(read, sort_keys=True)), point.name)
             if owner != point.name:
