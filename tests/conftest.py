@@ -475,6 +475,13 @@ def telemetry_of(pid: int) -> set[bytes]:
 NO_TELEMETRY = {f"{key}={value}".encode() for key, value in TELEMETRY_OFF.items()}
 
 
+def job_runners(processes) -> list[list[str]]:
+    """The command lines of those of `processes` (psutil's) that are MLflow's job runner or
+    its consumers, which a server the project starts does without."""
+    marks = ("mlflow.server.jobs", "huey")
+    return [p.cmdline() for p in processes if any(m in a for a in p.cmdline() for m in marks)]
+
+
 FORGED_HOSTS = ("10.evil.example:{port}", "192.168.evil.example", "evil.example", "localhost")
 
 

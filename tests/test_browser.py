@@ -25,6 +25,7 @@ from conftest import (
     client_for,
     dvc,
     free_port,
+    job_runners,
     ran_stages,
     repo_env,
     telemetry_of,
@@ -137,7 +138,8 @@ def test_a_taken_port_stops_make_ui_and_make_serve_with_one_line(ui, target, var
 @pytest.mark.slow
 def test_the_ui_answers_only_its_own_names_and_sends_no_telemetry(ui):
     """A page whose name was rebound to 127.0.0.1, or one that posts from another origin, gets
-    403 and creates nothing; the UI's server runs with MLflow's telemetry off."""
+    403 and creates nothing; the UI's server runs with MLflow's telemetry off, and without its
+    job runner."""
     import psutil
 
     port = int(ui.rsplit(":", 1)[1])
@@ -152,6 +154,7 @@ def test_the_ui_answers_only_its_own_names_and_sends_no_telemetry(ui):
     assert servers, [p.cmdline() for p in leader.children(recursive=True)]
     for process in servers:
         assert telemetry_of(process.pid) == NO_TELEMETRY
+    assert job_runners(leader.children(recursive=True)) == []
     with urllib.request.urlopen(f"{ui}/ajax-api/3.0/mlflow/ui-telemetry", timeout=30) as answer:
         assert json.loads(answer.read())["disable_ui_telemetry"] is True
 

@@ -551,47 +551,53 @@ def test_readme_without_markers_is_refused_with_one_line(tmp_path):
 
 
 TRAIN_ARGS = ("--data", "data", "--checks", "checks/summary.json")
-# Run as `python -c LOADED pipeline/<stage>.py ARGS...`: the stage, as DVC runs it, and at its
-# exit (whatever its status) the modules it loaded, one line on stdout.
+# Run as `python -c LOADED pipeline/<stage>.py ARGS... -- pipeline/<stage>.py ARGS...`: each
+# stage in turn, as DVC runs it (its script as __main__), in one process; after each, the
+# modules loaded so far, one line on stdout. A module any stage loaded is there after it.
 LOADED = (
-    "import atexit, runpy, sys\n"
-    "atexit.register(lambda: print('loaded:', ' '.join(sorted(sys.modules))))\n"
-    "script = sys.argv.pop(1)\n"
-    "sys.argv[0] = script\n"
-    "runpy.run_path(script, run_name='__main__')\n"
+    "import runpy, sys\n"
+    "words, stages = sys.argv[1:], [[]]\n"
+    "for word in words:\n"
+    "    stages.append([]) if word == '--' else stages[-1].append(word)\n"
+    "for script, *args in stages:\n"
+    "    sys.argv = [script, *args]\n"
+    "    runpy.run_path(script, run_name='__main__')\n"
+    "    print('loaded after', script, ':', ' '.join(sorted(sys.modules)), flush=True)\n"
 )
-
-
-@pytest.mark.parametrize(
-    "stage, args",
-    [
-        *((f"train_{model}", (*TRAIN_ARGS, "--out", f"models/{model}"))
-          for model in ("ae", "vae", "classifier")),
-        ("reference", ("--classifier", "models/classifier", "--data", "data",
-                       "--out", "reports/r", "--report", "reports/r.json")),
-        ("evaluate", ("--model", "ae", *EVALUATE_ARGS, "--reference", "reports/metrics/reference",
-                      "--out", "reports/e.json")),
-        ("plots", ("--model", "ae", *EVALUATE_ARGS, "--out", "reports/figures/p",
-                   "--evaluation", "reports/metrics/ae.json")),
-    ],
+# (stage, its arguments): plots last, as it alone may load pyplot
+LOADING_STAGES = (
+    *((f"train_{model}", (*TRAIN_ARGS, "--out", f"models/{model}"))
+      for model in ("ae", "vae", "classifier")),
+    ("reference", ("--classifier", "models/classifier", "--data", "data",
+                   "--out", "reports/r", "--report", "reports/r.json")),
+    ("evaluate", ("--model", "ae", *EVALUATE_ARGS, "--reference", "reports/metrics/reference",
+                  "--out", "reports/e.json")),
+    ("plots", ("--model", "ae", *EVALUATE_ARGS, "--out", "reports/figures/p",
+               "--evaluation", "reports/metrics/ae.json")),
 )  # fmt: skip
-def test_no_stage_loads_scikit_learn_and_only_plots_loads_pyplot(
-    trained, evaluated, tmp_path, stage, args
-):
+
+
+def test_no_stage_loads_scikit_learn_and_only_plots_loads_pyplot(trained, evaluated, tmp_path):
     """Keras loads scikit-learn and matplotlib.pyplot when they are installed, which no
     training or evaluation stage uses (wardrobe._KerasExtras); the plots stage draws with
-    pyplot."""
+    pyplot. Every stage, one after another in one process: the modules loaded after each."""
     copy = Path(shutil.copytree(trained, tmp_path / "copy"))
+    words = []
+    for stage, args in LOADING_STAGES:
+        words += ["--"] * bool(words) + [str(ROOT / "pipeline" / f"{stage}.py"), *args]
     result = subprocess.run(
-        [sys.executable, "-c", LOADED, str(Path(__file__).parents[1] / "pipeline" / f"{stage}.py"),
-         *args],
-        cwd=copy, capture_output=True, text=True, timeout=600, env=stage_env(),
+        [sys.executable, "-c", LOADED, *words], cwd=copy, capture_output=True, text=True,
+        timeout=900, env=stage_env(),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    loaded = set(result.stdout.split("loaded:", 1)[1].split())
-    assert "keras" in loaded  # the stage did its work
-    assert not {m for m in loaded if m == "sklearn" or m.startswith("sklearn.")}
-    assert ("matplotlib.pyplot" in loaded) == (stage == "plots")
+    after = [line for line in result.stdout.splitlines() if line.startswith("loaded after ")]
+    assert len(after) == len(LOADING_STAGES), result.stdout[-3000:]
+    for (stage, _), line in zip(LOADING_STAGES, after, strict=True):
+        assert f"/pipeline/{stage}.py :" in line, (stage, line[:200])
+        loaded = set(line.split(" : ", 1)[1].split())
+        assert "keras" in loaded  # the stage did its work
+        assert not {m for m in loaded if m == "sklearn" or m.startswith("sklearn.")}, stage
+        assert ("matplotlib.pyplot" in loaded) == (stage == "plots"), stage
 
 
 def test_the_readme_s_results_are_what_make_results_writes_from_the_committed_reports(

@@ -29,6 +29,7 @@ from conftest import (
     commit,
     dvc,
     free,
+    job_runners,
     project_repo,
     ran_stages,
     repo_env,
@@ -325,7 +326,8 @@ def test_no_port_of_the_stack_lets_in_a_user_without_its_credentials(starter, st
 
 def test_the_stack_server_answers_only_its_own_names_and_sends_no_telemetry(stack):
     """With the stack's login: a forged Host (DNS rebinding) and a write from another origin
-    get 403 and create nothing; the server's processes run with MLflow's telemetry off."""
+    get 403 and create nothing; the server's processes run with MLflow's telemetry off, and
+    without its job runner."""
     import base64
 
     import psutil
@@ -342,6 +344,7 @@ def test_the_stack_server_answers_only_its_own_names_and_sends_no_telemetry(stac
     leader = psutil.Process(int((stack.state / "mlflow.pid").read_text()))
     for process in [leader, *leader.children(recursive=True)]:
         assert telemetry_of(process.pid) == NO_TELEMETRY, process.cmdline()
+    assert job_runners(leader.children(recursive=True)) == []
 
 
 def test_dvc_pushes_to_and_pulls_from_the_stack_remote(stack, tmp_path):

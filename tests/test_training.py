@@ -146,48 +146,56 @@ LOAD_FROM_RUN = (
     + """
 import json, sys, mlflow
 import wardrobe.models.vae  # registers the custom classes
-record = json.load(open(sys.argv[1]))
-mlflow.set_tracking_uri(record["tracking_uri"])
-x, z = np.load(sys.argv[2]), np.random.default_rng(0).normal(size=(4, 2)).astype("float32")
+x, z = np.load(sys.argv[1]), np.random.default_rng(0).normal(size=(4, 2)).astype("float32")
 loaded = {}
-for logged in record["models"]:
-    name = logged["name"]
-    for how, uri in (("logged", logged["model_uri"]), ("run", f"runs:/{record['run_id']}/{name}")):
-        loaded[f"{how}:{name}"] = outputs(name, mlflow.keras.load_model(uri), x, z)
-np.savez(sys.argv[3], **loaded)
+for path in sys.argv[3:]:  # each training's run.json
+    record = json.load(open(path))
+    mlflow.set_tracking_uri(record["tracking_uri"])
+    for logged in record["models"]:
+        name, run = logged["name"], f"runs:/{record['run_id']}/{logged['name']}"
+        for how, uri in (("logged", logged["model_uri"]), ("run", run)):
+            loaded[f"{path}|{how}:{name}"] = outputs(name, mlflow.keras.load_model(uri), x, z)
+np.savez(sys.argv[2], **loaded)
 """
 )
 
 
-@pytest.mark.parametrize("model", ["ae", "vae", "classifier"])
-def test_every_logged_model_loads_back_in_a_new_process(project, model):
-    """Each part a training logs loads, by its logged-model URI and by its run's artifact
-    path, in a new process, and predicts exactly what the part's file in models/ predicts."""
+def test_every_logged_model_loads_back_in_a_new_process(project):
+    """Each part each training logs (the AE's, the VAE's, the classifier's) loads, by its
+    logged-model URI and by its run's artifact path, in a new process, and predicts exactly
+    what the part's file in models/ predicts."""
     import keras
 
     import wardrobe.models.vae  # noqa: F401  (the VAE's custom classes)
 
-    train(project, model)
-    out = project / "models" / model
+    models = ("ae", "vae", "classifier")
+    for model in models:
+        train(project, model)
     x = np.load(project / "data" / "test.npz")["images"][:5]
     np.save(project / "x.npy", x)
+    records = [f"models/{model}/run.json" for model in models]
     subprocess.run(
-        [sys.executable, "-c", LOAD_FROM_RUN, str(out / "run.json"), "x.npy", "loaded.npz"],
+        [sys.executable, "-c", LOAD_FROM_RUN, "x.npy", "loaded.npz", *records],
         cwd=project, check=True, capture_output=True,
     )  # fmt: skip
     loaded = np.load(project / "loaded.npz")
     namespace: dict = {}
     exec(OUTPUTS, namespace)
     z = np.random.default_rng(0).normal(size=(4, 2)).astype("float32")
-    names = {f.removesuffix(".keras") for f in FILES.get(model, {f"{model}.keras"})
-             if f.endswith(".keras")}  # fmt: skip
-    assert set(loaded.files) == {f"{how}:{name}" for how in ("logged", "run") for name in names}
-    for name in names:
-        expected = namespace["outputs"](name, keras.models.load_model(out / f"{name}.keras"), x, z)
-        for how in ("logged", "run"):
-            np.testing.assert_array_equal(
-                loaded[f"{how}:{name}"], expected, err_msg=f"{how}:{name}"
-            )
+    expected_keys = set()
+    for model, record in zip(models, records, strict=True):
+        out = project / "models" / model
+        names = {f.removesuffix(".keras") for f in FILES.get(model, {f"{model}.keras"})
+                 if f.endswith(".keras")}  # fmt: skip
+        expected_keys |= {f"{record}|{how}:{name}" for how in ("logged", "run") for name in names}
+        for name in names:
+            model_file = keras.models.load_model(out / f"{name}.keras")
+            expected = namespace["outputs"](name, model_file, x, z)
+            for how in ("logged", "run"):
+                np.testing.assert_array_equal(
+                    loaded[f"{record}|{how}:{name}"], expected, err_msg=f"{model} {how}:{name}"
+                )
+    assert set(loaded.files) == expected_keys
 
 
 def test_the_trained_vae_weighs_its_reconstruction_by_the_beta_of_params(project):

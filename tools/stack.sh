@@ -44,7 +44,11 @@ as_postgres() {
 	if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
-running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+running() {  # running PIDFILE: its process runs; one that exited and awaits its reaper does not
+	local pid
+	[ -f "$1" ] && pid=$(cat "$1") && kill -0 "$pid" 2>/dev/null || return 1
+	[ "$(sed -E 's/.*\) ([A-Za-z]).*/\1/' "/proc/$pid/stat" 2>/dev/null)" != Z ]
+}
 
 pg_running() {
 	[ -f "$STACK_DIR/postgres/PG_VERSION" ] \
@@ -255,8 +259,11 @@ EOF
 		# per request: the client retries the request, so a store that is down is named fast.
 		# It answers only its own names (no DNS rebinding: a page whose name resolves to
 		# 127.0.0.1 gets 403) and refuses writes from other origins; it sends no telemetry.
+		# It starts no job runner (MLflow's GenAI jobs, which the project has none of: eight
+		# more Python processes, about 30 CPU-seconds at each start; see docs/operations.md).
 		PGPASSWORD=$PG_PASSWORD MLFLOW_AUTH_CONFIG_PATH="$STACK_DIR/mlflow-auth.ini" \
 			MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 \
+			MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} \
 			MLFLOW_AUTH_ADMIN_PASSWORD=$MLFLOW_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY=$FLASK_SECRET_KEY \
 			MLFLOW_S3_ENDPOINT_URL="http://127.0.0.1:$S3_PORT" AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY \
 			AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY AWS_DEFAULT_REGION=us-east-1 AWS_MAX_ATTEMPTS=1 \

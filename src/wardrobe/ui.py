@@ -5,7 +5,11 @@ is taken stops it with one line naming the port and UI_PORT.
 It answers only its own names, 127.0.0.1:PORT and localhost:PORT: a page whose name resolves to
 127.0.0.1 (DNS rebinding) gets 403, and so does a write from another origin (MLflow's own
 security middleware, given the exact names: its default allows any name that starts like a
-private address)."""
+private address).
+
+It starts no job runner: MLflow's server runs its GenAI jobs (scorers, prompt optimisation,
+trace rollups), which the project has none of, in eight more Python processes, about 30
+CPU-seconds at each start (MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true starts them)."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from wardrobe.processes import environment_tool
 from wardrobe.tracking.store import DEFAULT_EXPERIMENT, default_tracking_uri
 
 DEFAULT_PORT = 5000
+JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 
 
 def ui_link(port: int, experiment: str = DEFAULT_EXPERIMENT) -> str:
@@ -65,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(1)
     print(f"ui: the training runs: {ui_link(args.port)}", flush=True)
     mlflow = environment_tool("mlflow")
+    os.environ.setdefault(JOB_EXECUTION, "false")
     command = [mlflow, "ui", "--backend-store-uri", default_tracking_uri(),
                "--host", "127.0.0.1", "--port", str(args.port), *own_names(args.port)]  # fmt: skip
     os.execv(mlflow, command)
