@@ -215,10 +215,14 @@ EOF
 		rm -f "$SOCKETS"/*.sock "$STACK_DIR"/seaweedfs-tmp/*.sock
 		# Telemetry off (in its namespace it could reach nothing anyway). Its binary is opened
 		# before its own /tmp hides the real one: a checkout under /tmp has its venv there.
+		# Its one master starts afresh (the volume server tells it the volumes and the largest
+		# file id): resuming its raft state, SeaweedFS 4.48 kept a core about 6% busy from the
+		# first restart on, idle (seaweedfs#8925 made resuming the default).
 		setsid "${NAMESPACES[@]}" -- sh -c "exec 3<\"\$1\" && mount --bind \"\$0\" /mnt \
 			&& mount --bind /mnt/seaweedfs-tmp /tmp && $ip link set lo up && shift \
 			&& exec /proc/self/fd/3 \"\$@\"" "$STACK_DIR" "$weed" mini \
 			-dir=/mnt/seaweedfs -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
+			-master.resumeState=false \
 			-admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 \
 			-s3.config=/mnt/s3.json -bucket="$MLFLOW_BUCKET,$DVC_BUCKET" \
 			-s3.localSocket=/mnt/sockets/s3.sock -filer.localSocket=/mnt/sockets/filer.sock \
