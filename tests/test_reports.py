@@ -551,15 +551,12 @@ def test_readme_without_markers_is_refused_with_one_line(tmp_path):
 
 
 TRAIN_ARGS = ("--data", "data", "--checks", "checks/summary.json")
-# Run as `python -c LOADED pipeline/<stage>.py ARGS... -- pipeline/<stage>.py ARGS...`: each
-# stage in turn, as DVC runs it (its script as __main__), in one process; after each, the
-# modules loaded so far, one line on stdout. A module any stage loaded is there after it.
+# Run as `python -c LOADED '[["pipeline/<stage>.py", ARGS...], ...]'`: each stage in turn, as
+# DVC runs it (its script as __main__), in one process; after each, the modules loaded so far,
+# one line on stdout. A module any stage loaded is there after it.
 LOADED = (
-    "import runpy, sys\n"
-    "words, stages = sys.argv[1:], [[]]\n"
-    "for word in words:\n"
-    "    stages.append([]) if word == '--' else stages[-1].append(word)\n"
-    "for script, *args in stages:\n"
+    "import json, runpy, sys\n"
+    "for script, *args in json.loads(sys.argv[1]):\n"
     "    sys.argv = [script, *args]\n"
     "    runpy.run_path(script, run_name='__main__')\n"
     "    print('loaded after', script, ':', ' '.join(sorted(sys.modules)), flush=True)\n"
@@ -582,12 +579,10 @@ def test_no_stage_loads_scikit_learn_and_only_plots_loads_pyplot(trained, evalua
     training or evaluation stage uses (wardrobe._KerasExtras); the plots stage draws with
     pyplot. Every stage, one after another in one process: the modules loaded after each."""
     copy = Path(shutil.copytree(trained, tmp_path / "copy"))
-    words = []
-    for stage, args in LOADING_STAGES:
-        words += ["--"] * bool(words) + [str(ROOT / "pipeline" / f"{stage}.py"), *args]
+    stages = [[str(ROOT / "pipeline" / f"{stage}.py"), *args] for stage, args in LOADING_STAGES]
     result = subprocess.run(
-        [sys.executable, "-c", LOADED, *words], cwd=copy, capture_output=True, text=True,
-        timeout=900, env=stage_env(),
+        [sys.executable, "-c", LOADED, json.dumps(stages)], cwd=copy, capture_output=True,
+        text=True, timeout=900, env=stage_env(),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     after = [line for line in result.stdout.splitlines() if line.startswith("loaded after ")]
